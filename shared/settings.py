@@ -1,0 +1,63 @@
+"""Reading app settings, and the Azure cloud they select.
+
+Every setting is read through `setting()`, so that a Key Vault reference the platform
+could not resolve (the literal `@Microsoft.KeyVault(...)`) counts as not configured and
+is never used as a URL, secret or name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from shared.errors import UsageError
+
+_UNRESOLVED_KEY_VAULT = "@microsoft.keyvault("
+
+
+def setting(environ: Mapping[str, str], name: str, default: str | None = None) -> str | None:
+    """The value of app setting `name`, or `default` when unset, blank or unresolved."""
+    value = environ.get(name, "").strip()
+    if not value or value.lower().startswith(_UNRESOLVED_KEY_VAULT):
+        return default
+    return value
+
+
+@dataclass(frozen=True)
+class Cloud:
+    """Endpoints of one Azure cloud."""
+
+    name: str
+    authority_host: str  # Entra ID
+    resource_manager: str  # ARM base URL, with trailing slash
+
+    @property
+    def resource_manager_scope(self) -> str:
+        return self.resource_manager + ".default"
+
+
+CLOUDS = {
+    "public": Cloud(
+        "public", "https://login.microsoftonline.com", "https://management.azure.com/"
+    ),
+    "usgovernment": Cloud(
+        "usgovernment",
+        "https://login.microsoftonline.us",
+        "https://management.usgovcloudapi.net/",
+    ),
+    "china": Cloud(
+        "china", "https://login.chinacloudapi.cn", "https://management.chinacloudapi.cn/"
+    ),
+}
+
+
+def cloud(environ: Mapping[str, str]) -> Cloud:
+    """The cloud named by AZURE_CLOUD (default public)."""
+    name = (setting(environ, "AZURE_CLOUD") or "public").lower()
+    try:
+        return CLOUDS[name]
+    except KeyError:
+        raise UsageError(
+            "AZURE_CLOUD=%r is not a known cloud; use one of %s"
+            % (name, ", ".join(sorted(CLOUDS)))
+        ) from None

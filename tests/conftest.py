@@ -1,0 +1,110 @@
+"""Fixtures shared by the whole suite.
+
+`azurite` starts one in-memory Azurite on free loopback ports for the test session and
+yields its connection string; tests that use storage make their own tables or queues
+with unique names, so they never see each other's rows.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = Path(__file__).resolve().parent / "data"
+
+# Azurite's published development account; not a secret.
+DEV_ACCOUNT = "devstoreaccount1"
+DEV_KEY = (
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait_for_port(port: int, deadline: float) -> None:
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError("Azurite did not open port %d in time" % port)
+
+
+def connection_string(blob: int, queue: int, table: int) -> str:
+    return (
+        "DefaultEndpointsProtocol=http;AccountName=%s;AccountKey=%s;"
+        "BlobEndpoint=http://127.0.0.1:%d/%s;QueueEndpoint=http://127.0.0.1:%d/%s;"
+        "TableEndpoint=http://127.0.0.1:%d/%s;"
+        % (DEV_ACCOUNT, DEV_KEY, blob, DEV_ACCOUNT, queue, DEV_ACCOUNT, table, DEV_ACCOUNT)
+    )
+
+
+@pytest.fixture(scope="session")
+def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Start Azurite (pinned in package.json) in memory and yield a connection string."""
+    binary = ROOT / "node_modules" / ".bin" / "azurite"
+    if not binary.exists():
+        pytest.fail(
+            "Azurite is not installed: run 'npm ci' in the project root "
+            "(the README's test command does this)"
+        )
+    if shutil.which("node") is None:
+        pytest.fail("Node.js is not on PATH; Azurite needs it")
+    ports = [_free_port(), _free_port(), _free_port()]
+    workdir = tmp_path_factory.mktemp("azurite")
+    log = (workdir / "azurite.log").open("w")
+    process = subprocess.Popen(
+        [
+            str(binary),
+            "--inMemoryPersistence",
+            "--skipApiVersionCheck",
+            "--loose",
+            "--disableTelemetry",
+            "--location", str(workdir),
+            "--blobHost", "127.0.0.1", "--blobPort", str(ports[0]),
+            "--queueHost", "127.0.0.1", "--queuePort", str(ports[1]),
+            "--tableHost", "127.0.0.1", "--tablePort", str(ports[2]),
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        for port in ports:
+            _wait_for_port(port, deadline)
+        yield connection_string(*ports)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        log.close()
+
+
+@pytest.fixture
+def unique_name() -> str:
+    """A table- and queue-safe name no other test uses."""
+    return "t" + uuid.uuid4().hex[:20]
+
+
+@pytest.fixture(autouse=True)
+def _no_ambient_storage(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests never pick up a storage account or webhook from the caller's shell."""
+    for name in list(os.environ):
+        if name.startswith(("AzureWebJobsStorage", "TEAMS_", "SLACK_", "ALERT_")):
+            monkeypatch.delenv(name, raising=False)
