@@ -1,4 +1,4 @@
-"""Parse and judge in one step: bytes in, a verdict out, never an exception for content."""
+"""Parse and judge in one step: bytes in, a verdict out, never raising for content."""
 
 from __future__ import annotations
 

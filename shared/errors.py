@@ -1,12 +1,12 @@
 """The errors stigwatch raises, one small hierarchy.
 
     StigwatchError
-    ├── UsageError            a wrong command line, setting or policy file: exit 2, one line
-    ├── InputError            content that is not a usable agent document: a Not_Reviewed
-    │                         verdict with the reason, never a crash and never a pass
-    ├── CollectError          a target's data could not be had; stored as Not_Reviewed
+    ├── UsageError        a wrong command line, setting or policy file: exit 2, one line
+    ├── InputError        content that is not a usable agent document: a Not_Reviewed
+    │                     verdict with the reason, never a crash and never a pass
+    ├── CollectError      a target's data could not be had; stored as Not_Reviewed
     │   └── TransientCollectError   worth retrying (the queue redelivers the message)
-    └── StoreError            Table or queue storage failed; the message is retried
+    └── StoreError        Table or queue storage failed; the message is retried
 
 Every message quotes the bad value where there is one and says what to do.
 """

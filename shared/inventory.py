@@ -17,7 +17,8 @@ class AgentSource:
 
     url: str
     scope: str | None
-    auth: str  # managedIdentity | clientSecret | clientCertificate | none (loopback only)
+    # managedIdentity | clientSecret | clientCertificate | none (loopback only)
+    auth: str
 
 
 @dataclass(frozen=True)

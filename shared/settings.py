@@ -15,7 +15,9 @@ from shared.errors import UsageError
 _UNRESOLVED_KEY_VAULT = "@microsoft.keyvault("
 
 
-def setting(environ: Mapping[str, str], name: str, default: str | None = None) -> str | None:
+def setting(
+    environ: Mapping[str, str], name: str, default: str | None = None
+) -> str | None:
     """The value of app setting `name`, or `default` when unset, blank or unresolved."""
     value = environ.get(name, "").strip()
     if not value or value.lower().startswith(_UNRESOLVED_KEY_VAULT):
@@ -46,7 +48,9 @@ CLOUDS = {
         "https://management.usgovcloudapi.net/",
     ),
     "china": Cloud(
-        "china", "https://login.chinacloudapi.cn", "https://management.chinacloudapi.cn/"
+        "china",
+        "https://login.chinacloudapi.cn",
+        "https://management.chinacloudapi.cn/",
     ),
 }
 

@@ -1,4 +1,4 @@
-"""What DISA says about EX19-ED-000236, in one place (our own words for check and fix)."""
+"""What DISA says about EX19-ED-000236, in one place (check and fix in our words)."""
 
 from __future__ import annotations
 
@@ -51,7 +51,8 @@ RULE = RuleInfo(
     ),
     fix=(
         "For domain validation run Set-SendConnector -Identity <connector> "
-        "-RequireTLS $true -TlsAuthLevel DomainValidation -TlsDomain <internal domain>. "
+        "-RequireTLS $true -TlsAuthLevel DomainValidation "
+        "-TlsDomain <internal domain>. "
         "For mutual TLS run Set-SendConnector -Identity <connector> "
         "-DomainSecureEnabled $true, with DNS routing on and the domain added to "
         "Set-TransportConfig -TLSSendDomainSecureList."
