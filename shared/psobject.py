@@ -26,6 +26,8 @@ _INTEGERS = {"I16", "I32", "I64", "U16", "U32", "U64", "By", "SB"}
 _FLOATS = {"Db", "Sg", "D"}
 _TEXTS = {"S", "G", "URI", "Version", "DT", "TS", "XD", "SBK", "BA", "SS", "PR"}
 _LISTS = {"LST", "IE", "STK", "QUE"}
+# Exchange objects nest a handful of levels; far deeper is hostile or broken input.
+_MAX_DEPTH = 100
 # Enums pair "value" with "Value"; any other key twice is a duplicate.
 _ENUM_PAIR = "value"
 
@@ -72,6 +74,7 @@ class _Reader:
         self.objects: dict[str, Any] = {}
         self.building: set[str] = set()
         self.type_names: dict[str, list[str]] = {}
+        self.depth = 0
 
     def types_of(self, element: Element) -> list[str]:
         for child in element:
@@ -124,7 +127,11 @@ class _Reader:
             if ref in self.objects or ref in self.building:
                 raise InputError("CliXML defines object %r twice" % ref)
             self.building.add(ref)
+        self.depth += 1
+        if self.depth > _MAX_DEPTH:
+            raise InputError("CliXML is nested too deeply to be PowerShell output")
         converted = self._convert(element)
+        self.depth -= 1
         if ref is not None:
             self.building.discard(ref)
             self.objects[ref] = converted
