@@ -12,6 +12,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from shared.model import (
+    ConnectorPolicy,
     Domain,
     Finding,
     Method,
@@ -506,9 +507,8 @@ def _domain_secure(connector: SendConnector, context: _Context) -> _PathResult:
         _receive_side_notes(result, domains, context)
     elif not config.send_domain_secure:
         result.reasons.append(
-            "TLSSendDomainSecureList is empty; a connector whose only address space "
-            "is * "
-            "needs the mutual TLS domains listed there"
+            "TLSSendDomainSecureList is empty; a connector with no domain of its own "
+            "(address space * or --) needs the mutual TLS domains listed there"
         )
     else:
         result.notes.append(
@@ -567,7 +567,7 @@ def _remediation(
     aimed: Method | None,
     connector: SendConnector,
     context: _Context,
-    entry: object,
+    entry: ConnectorPolicy | None,
 ) -> tuple[list[str], list[str]]:
     """The PowerShell that fixes an Open connector, and notes on where to run it."""
     identity = quote(connector.name)
@@ -579,6 +579,12 @@ def _remediation(
             "connector's smart hosts; the fix given secures it with DomainValidation "
             "instead"
         )
+        if entry is not None:
+            notes.append(
+                "the EDSP documents DomainSecure for this connector: change its "
+                "entry to DomainValidation together with the fix, or move the "
+                "connector to DNS routing first"
+            )
         aimed = Method.DOMAIN_VALIDATION
     if aimed is Method.DOMAIN_SECURE:
         lines, ds_notes = _domain_secure_fix(identity, connector, context)
