@@ -74,7 +74,6 @@ def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             "--skipApiVersionCheck",
             "--loose",
             "--disableTelemetry",
-            "--location", str(workdir),
             "--blobHost", "127.0.0.1", "--blobPort", str(ports[0]),
             "--queueHost", "127.0.0.1", "--queuePort", str(ports[1]),
             "--tableHost", "127.0.0.1", "--tablePort", str(ports[2]),

@@ -1,0 +1,238 @@
+"""The scans table: one row per scan with its counters, one marker per counted target.
+
+    scans   PartitionKey = escaped scan id
+            RowKey "scan"         planned, done, failed, state, startedAt, completedAt,
+                                  problems (JSON list of inventory problem lines)
+            RowKey "target|<id>"  the target was counted: outcome, status, reason
+
+Counting a target is one entity-group transaction: create its marker and replace the
+scan row on its ETag. Two finishing checks that read the same ETag cannot both win
+(412: the loser re-reads and tries again), and a redelivered message cannot count twice
+(409: the marker exists). The transaction that brings done + failed up to planned is the
+one that completed the scan, and it says so.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from azure.core import MatchConditions
+from azure.core.exceptions import AzureError, ResourceNotFoundError
+from azure.data.tables import TableClient, TableTransactionError, UpdateMode
+
+from shared import keys
+from shared.account import StorageAccount
+from shared.errors import StoreError
+from shared.store import TableNames, store_error
+
+log = logging.getLogger(__name__)
+
+DONE = "done"  # the target has a verdict from its document
+FAILED = "failed"  # stored Not_Reviewed: could not be collected or was not valid
+RUNNING = "running"
+COMPLETE = "complete"
+
+_MAX_ATTEMPTS = 200
+
+
+@dataclass(frozen=True)
+class ScanRecord:
+    scan_id: str
+    planned: int
+    done: int
+    failed: int
+    state: str
+    started_at: str
+    completed_at: str | None = None
+    problems: tuple[str, ...] = ()
+
+    @property
+    def finished(self) -> int:
+        return self.done + self.failed
+
+
+@dataclass(frozen=True)
+class Tally:
+    """What counting one target did."""
+
+    counted: bool  # False: this target was already counted in this scan
+    completed: bool  # True for exactly one count per scan: the last one
+    scan: ScanRecord
+
+
+class ScanBook:
+    """Reads and writes the scans table."""
+
+    def __init__(self, account: StorageAccount, names: TableNames) -> None:
+        self.account = account
+        self.names = names
+
+    def __repr__(self) -> str:
+        return "ScanBook(%r, %r)" % (self.account, self.names)
+
+    def _table(self) -> TableClient:
+        return self.account.table_service().get_table_client(self.names.scans)
+
+    def start(
+        self,
+        scan_id: str,
+        *,
+        planned: int,
+        started_at: str,
+        problems: tuple[str, ...] = (),
+    ) -> ScanRecord:
+        """Write a new scan's row; a scan with nothing planned is complete at once."""
+        state = COMPLETE if planned == 0 else RUNNING
+        entity = {
+            "PartitionKey": keys.scan_partition(scan_id),
+            "RowKey": keys.SCAN_ROW,
+            "scanId": scan_id,
+            "planned": planned,
+            "done": 0,
+            "failed": 0,
+            "state": state,
+            "startedAt": started_at,
+            "completedAt": started_at if state == COMPLETE else None,
+            "problems": json.dumps(list(problems), ensure_ascii=False),
+        }
+        try:
+            self._table().create_entity(entity)
+        except AzureError as error:
+            raise store_error("start scan %r" % scan_id, self.account, error) from error
+        return _record(entity)
+
+    def get(self, scan_id: str) -> ScanRecord:
+        try:
+            return _record(self._get(scan_id))
+        except ResourceNotFoundError:
+            raise StoreError(
+                "scan %r has no row in table %r; it was not planned in this storage "
+                "account" % (scan_id, self.names.scans)
+            ) from None
+        except AzureError as error:
+            raise store_error("read scan %r" % scan_id, self.account, error) from error
+
+    def _get(self, scan_id: str) -> Any:
+        return self._table().get_entity(keys.scan_partition(scan_id), keys.SCAN_ROW)
+
+    def is_counted(self, scan_id: str, target_id: str) -> bool:
+        """True when the target already finished in this scan (a redelivery)."""
+        try:
+            self._table().get_entity(
+                keys.scan_partition(scan_id), keys.counted_row(target_id)
+            )
+        except ResourceNotFoundError:
+            return False
+        except AzureError as error:
+            raise store_error("read scan %r" % scan_id, self.account, error) from error
+        return True
+
+    def count(
+        self,
+        scan_id: str,
+        target_id: str,
+        *,
+        outcome: str,
+        status: str,
+        at: str,
+        reason: str | None = None,
+    ) -> Tally:
+        """Count one target's end in the scan, once, whatever else finishes with it."""
+        if outcome not in (DONE, FAILED):
+            raise ValueError(
+                "outcome must be %r or %r, not %r" % (DONE, FAILED, outcome)
+            )
+        table = self._table()
+        marker = {
+            "PartitionKey": keys.scan_partition(scan_id),
+            "RowKey": keys.counted_row(target_id),
+            "target": target_id,
+            "outcome": outcome,
+            "status": status,
+            "reason": reason,
+            "countedAt": at,
+        }
+        for attempt in range(1, _MAX_ATTEMPTS + 1):
+            try:
+                row = self._get(scan_id)
+            except ResourceNotFoundError:
+                raise StoreError(
+                    "scan %r has no row in table %r, so target %r cannot be counted; "
+                    "the message belongs to another storage account or a deleted scan"
+                    % (scan_id, self.names.scans, target_id)
+                ) from None
+            except AzureError as error:
+                raise store_error(
+                    "read scan %r" % scan_id, self.account, error
+                ) from error
+            updated = dict(row)
+            updated[outcome] = int(row[outcome]) + 1
+            finished = int(updated[DONE]) + int(updated[FAILED])
+            completed = finished == int(row["planned"]) and row["state"] != COMPLETE
+            if completed:
+                updated["state"] = COMPLETE
+                updated["completedAt"] = at
+            operations: list[Any] = [
+                ("create", marker),
+                (
+                    "update",
+                    updated,
+                    {
+                        "mode": UpdateMode.REPLACE,
+                        "etag": row.metadata["etag"],
+                        "match_condition": MatchConditions.IfNotModified,
+                    },
+                ),
+            ]
+            try:
+                table.submit_transaction(operations)
+            except TableTransactionError as error:
+                if error.status_code == 409:
+                    return Tally(counted=False, completed=False, scan=_record(row))
+                if error.status_code == 412:
+                    # Another check counted first; spread the retries out.
+                    time.sleep(random.uniform(0, min(0.2, 0.005 * attempt)))  # noqa: S311
+                    continue
+                raise store_error(
+                    "count target %r in scan %r" % (target_id, scan_id),
+                    self.account,
+                    error,
+                ) from error
+            except AzureError as error:
+                raise store_error(
+                    "count target %r in scan %r" % (target_id, scan_id),
+                    self.account,
+                    error,
+                ) from error
+            if finished > int(row["planned"]):
+                log.error(
+                    "scan_id=%s counted more targets than planned: finished=%d "
+                    "planned=%s",
+                    scan_id,
+                    finished,
+                    row["planned"],
+                )
+            return Tally(counted=True, completed=completed, scan=_record(updated))
+        raise StoreError(
+            "could not count target %r in scan %r after %d attempts: too many checks "
+            "finishing at once; the queue will retry"
+            % (target_id, scan_id, _MAX_ATTEMPTS)
+        )
+
+
+def _record(row: Any) -> ScanRecord:
+    return ScanRecord(
+        scan_id=row["scanId"],
+        planned=int(row["planned"]),
+        done=int(row["done"]),
+        failed=int(row["failed"]),
+        state=row["state"],
+        started_at=row["startedAt"],
+        completed_at=row.get("completedAt"),
+        problems=tuple(json.loads(row.get("problems") or "[]")),
+    )
