@@ -117,9 +117,9 @@ def request(
             # Nothing reached the peer: backing off and trying again is safe.
             if last:
                 raise TransientCollectError(
-                    "could not connect to %s after %d attempts (%s); check that it "
-                    "is running and reachable from here"
-                    % (exchange.who, options.max_attempts, error.reason)
+                    "could not connect to %s (%s, %s); check that it is running "
+                    "and reachable from here"
+                    % (exchange.who, error.reason, _attempts(options.max_attempts))
                 ) from None
             exchange.pause(sleep, _backoff(attempt), "connect", attempt)
             continue
@@ -129,9 +129,12 @@ def request(
                 wait = exchange.retry_wait(response, attempt)
                 if last:
                     raise TransientCollectError(
-                        "%s is still busy (%s) after %d attempts; the target will be "
-                        "retried later"
-                        % (exchange.who, _status_text(status), options.max_attempts)
+                        "%s is still busy (%s, %s); the target will be retried later"
+                        % (
+                            exchange.who,
+                            _status_text(status),
+                            _attempts(options.max_attempts),
+                        )
                     )
                 exchange.pause(sleep, wait, str(status), attempt)
                 continue
@@ -429,6 +432,10 @@ def _backoff(attempt: int) -> float:
     return _BACKOFF_START * 2.0 ** (attempt - 1)
 
 
+def _attempts(count: int) -> str:
+    return "1 attempt" if count == 1 else "%d attempts" % count
+
+
 def _status_text(status: int) -> str:
     try:
         return "%d %s" % (status, HTTPStatus(status).phrase)
@@ -440,10 +447,10 @@ def _tls_reason(error: BaseException) -> str:
     """The certificate problem in a few words, found in the wrapped SSL error."""
     text = str(error)
     marker = "certificate verify failed:"
-    if marker in text:
-        reason = text.split(marker, 1)[1].split(")", maxsplit=1)[0].strip(" '\"")
-        return "certificate verify failed: " + reason
-    return "handshake failed"
+    if marker not in text:
+        return "handshake failed"
+    reason = text.split(marker, 1)[1].split("(_ssl", 1)[0]
+    return "certificate verify failed: " + reason.strip(" .'\")")
 
 
 def _os_reason(error: BaseException) -> str:
