@@ -144,10 +144,7 @@ class ArcCollector:
         sleep: Callable[[float], None] = time.sleep,
         clock: Clock = time.monotonic,
     ) -> None:
-        if not isinstance(target.source, ArcSource):
-            raise TypeError("ArcCollector needs an ArcSource target, not %r" % target)
-        self.target = target
-        self.source = target.source
+        self.target = target  # the default for collect(); collector_for passes it
         self.environ = environ
         self.session = session or requests.Session()
         self.http: HttpOptions = read_options(environ, "ARC")
@@ -159,23 +156,27 @@ class ArcCollector:
         self._clock = clock
 
     def __repr__(self) -> str:
-        return "ArcCollector(target=%r, machine=%r)" % (
-            self.target.id,
-            self.source.machine_id,
-        )
+        return "ArcCollector(target=%r)" % self.target.id
 
-    def collect(self) -> bytes:
+    def collect(self, target: Target | None = None) -> bytes:
         """The plain agent document; CollectError with the reason when there is none."""
-        started = self._clock()
-        machine_id = self.source.machine_id.rstrip("/")
+        target = target or self.target
+        source = target.source
+        if not isinstance(source, ArcSource):
+            raise CollectError(
+                "target %r is not an arc target (%s); the arc collector cannot collect "
+                "it" % (target.id, type(source).__name__)
+            )
+        machine_id = source.machine_id.rstrip("/")
         if not _MACHINE_ID.match(machine_id):
             raise CollectError(
                 "arc target %r: machine id %r is not a Microsoft.HybridCompute machine "
                 "resource id (/subscriptions/<id>/resourceGroups/<rg>/providers/"
                 "Microsoft.HybridCompute/machines/<name>); fix the inventory"
-                % (self.target.id, self.source.machine_id)
+                % (target.id, source.machine_id)
             )
-        run = _Run(self, machine_id, started)
+        started = self._clock()
+        run = _Run(self, target.id, source, machine_id, started)
         outcome = "error"
         try:
             run.check_machine()
@@ -186,7 +187,7 @@ class ArcCollector:
             log.info(
                 "arc collect target=%s run_command=%s state=%s exit_code=%s "
                 "seconds=%.1f outcome=%s",
-                self.target.id,
+                target.id,
                 run.name,
                 run.state or "-",
                 run.exit_code if run.exit_code is not None else "-",
@@ -205,8 +206,17 @@ class ArcCollector:
 class _Run:
     """One run command's life: create, poll, read, delete."""
 
-    def __init__(self, collector: ArcCollector, machine_id: str, started: float):
+    def __init__(
+        self,
+        collector: ArcCollector,
+        target_id: str,
+        source: ArcSource,
+        machine_id: str,
+        started: float,
+    ) -> None:
         self.c = collector
+        self.target_id = target_id
+        self.source = source
         self.machine_id = machine_id
         self.deadline = started + collector.options.deadline
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
@@ -301,8 +311,8 @@ class _Run:
 
     def execute(self) -> bytes:
         blobs = None
-        if self.c.source.output_blob:
-            blobs = self.c._output_blobs(self.c.source.output_blob)
+        if self.source.output_blob:
+            blobs = self.c._output_blobs(self.source.output_blob)
         try:
             self._create(blobs)
             view = self._wait()
@@ -324,7 +334,7 @@ class _Run:
         if blobs is not None:
             expires = datetime.now(UTC) + timedelta(seconds=remaining + 600)
             properties["outputBlobUri"] = blobs.writable_url(self._blob_name, expires)
-        body = {"location": self.c.source.location, "properties": properties}
+        body = {"location": self.source.location, "properties": properties}
         self._call("PUT", self._url("/runCommands/" + self.name), json=body)
 
     @property
@@ -344,7 +354,7 @@ class _Run:
             except TransientCollectError as error:
                 # Throttling or a 5xx while polling: the run command goes on anyway.
                 last_problem = " (last poll: %s)" % error
-                log.warning("arc poll target=%s failed: %s", self.c.target.id, error)
+                log.warning("arc poll target=%s failed: %s", self.target_id, error)
             else:
                 if answer.status != 404:  # 404: an accepted PUT not visible yet
                     properties = _properties(answer.json("Azure Resource Manager"))
@@ -418,7 +428,7 @@ class _Run:
             # The verdict does not depend on the cleanup; say what is left behind.
             log.warning(
                 "arc cleanup target=%s run_command=%s left behind: %s",
-                self.c.target.id,
+                self.target_id,
                 self.name,
                 error,
             )
@@ -429,7 +439,7 @@ class _Run:
         except CollectError as error:
             log.warning(
                 "arc cleanup target=%s blob=%s left behind: %s",
-                self.c.target.id,
+                self.target_id,
                 self._blob_name,
                 error,
             )

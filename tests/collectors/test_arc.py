@@ -13,10 +13,12 @@ import pytest
 from azure.storage.blob import ContainerClient
 
 from shared import agentdoc
-from shared.collectors.arc import ArcCollector, agent_script
+from shared.assess import assess
+from shared.collectors import collector_for
+from shared.collectors.arc import ArcCollector, ArcOptions, agent_script
 from shared.collectors.arc_blobs import ContainerOutputBlobs, account_key_signer
 from shared.errors import CollectError, TransientCollectError
-from shared.inventory import ArcSource, Target
+from shared.inventory import ArcSource, Target, inventory_from_obj
 from tests.conftest import DEV_KEY
 
 from . import arm_standin
@@ -316,14 +318,17 @@ def test_machine_id_that_is_not_an_arc_machine_is_refused(
     standin: StandIn, pki: Pki
 ) -> None:
     collector, _, _ = _collector(standin, pki)
-    collector.source = ArcSource(
-        machine_id="/subscriptions/x/resourceGroups/y/providers/"
-        "Microsoft.Compute/virtualMachines/z",
-        location="westeurope",
+    vm = Target(
+        id="VM01",
+        source=ArcSource(
+            machine_id="/subscriptions/x/resourceGroups/y/providers/"
+            "Microsoft.Compute/virtualMachines/z",
+            location="westeurope",
+        ),
     )
 
     with pytest.raises(CollectError, match=r"not a Microsoft.HybridCompute machine"):
-        collector.collect()
+        collector.collect(vm)
 
     assert standin.calls == []
 
@@ -366,3 +371,38 @@ def test_output_blob_carries_large_output_and_is_deleted(
         assert json.loads(document)["sendConnectors"][199]["Name"] == "Relay 199"
         assert list(container.list_blobs()) == []
         assert len(server.deleted) == 1
+
+
+def _no_policy_files(name: str) -> bytes:
+    raise AssertionError("the inventory names no policy file, yet %r was read" % name)
+
+
+def test_inventory_arc_target_scans_end_to_end_against_the_standin(
+    standin: StandIn, pki: Pki
+) -> None:
+    entry = {
+        "id": "EDGE01",
+        "collector": "arc",
+        "machineId": MACHINE_ID,
+        "location": "westeurope",
+    }
+    inventory = inventory_from_obj(
+        {"targets": [entry]},
+        source="inventory.json",
+        read_policy=_no_policy_files,
+        base=None,
+    )
+    assert inventory.problems == ()
+    target = inventory.targets[0].target
+    environ = {"ARC_CA_BUNDLE": str(pki.ca_bundle), "ARC_MAX_ATTEMPTS": "1"}
+    collector = collector_for(target, environ, token_provider=FakeTokens())
+    assert isinstance(collector, ArcCollector)
+    collector.base_url = standin.base_url  # the stand-in instead of Resource Manager
+    collector.options = ArcOptions(deadline=60, poll_interval=0.01)
+    collector._sleep = lambda seconds: None
+
+    verdict = assess(collector.collect(target), source_name=target.id)
+
+    assert verdict.status.value == "Open"
+    assert {f.connector for f in verdict.findings} >= {"Relay to Site2 hub"}
+    assert len(standin.deleted) == 1
