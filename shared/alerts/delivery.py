@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import enum
 import hashlib
-import json
 import logging
 import threading
 import time
@@ -45,6 +44,7 @@ from azure.data.tables import TableClient, UpdateMode
 
 from shared.alerts.channels import Channel, ChannelKind, redact
 from shared.alerts.messages import Alert
+from shared.alerts.render import encode
 from shared.alerts.slack import slack_payload
 from shared.alerts.teams import teams_payload
 from shared.alerts.webhook import signed_request
@@ -169,7 +169,7 @@ class Poster:
             render = (
                 teams_payload if channel.kind is ChannelKind.TEAMS else slack_payload
             )
-            body = json.dumps(render(alert, self._link), separators=(",", ":")).encode()
+            body = encode(render(alert, self._link))
             headers = {"Content-Type": "application/json"}
         headers["X-Stigwatch-Alert-Id"] = alert.id
         return body, headers

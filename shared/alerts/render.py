@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 from shared.alerts.changes import ConnectorChange
 from shared.alerts.messages import Alert
 from shared.model import TARGET_KEY, Status
@@ -45,3 +48,8 @@ def omitted_line(left_out: int) -> str:
 def total_omitted(alert: Alert, shown: int) -> int:
     """Changes a rendering left out: those it could not fit and those already cut."""
     return alert.omitted + len(alert.items) - shown
+
+
+def encode(payload: Any) -> bytes:
+    """The exact bytes posted: compact UTF-8 JSON (sizes are measured on these)."""
+    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()

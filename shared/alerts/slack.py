@@ -6,12 +6,17 @@ notifications and screen readers show. Changes that do not fit are counted at th
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from shared.alerts.changes import ConnectorChange
 from shared.alerts.messages import Alert, AlertKind
-from shared.alerts.render import RULE_LINE, item_heading, omitted_line, total_omitted
+from shared.alerts.render import (
+    RULE_LINE,
+    encode,
+    item_heading,
+    omitted_line,
+    total_omitted,
+)
 
 MAX_BLOCKS = 50
 MAX_SECTION_TEXT = 3000
@@ -85,4 +90,4 @@ def _cut(text: str, limit: int) -> str:
 
 
 def _size(payload: dict[str, Any]) -> int:
-    return len(json.dumps(payload, separators=(",", ":")).encode())
+    return len(encode(payload))

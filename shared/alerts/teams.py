@@ -7,12 +7,17 @@ so the whole body is kept under MAX_BYTES by leaving out the least urgent change
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from shared.alerts.changes import ConnectorChange
 from shared.alerts.messages import Alert, AlertKind
-from shared.alerts.render import RULE_LINE, item_heading, omitted_line, total_omitted
+from shared.alerts.render import (
+    RULE_LINE,
+    encode,
+    item_heading,
+    omitted_line,
+    total_omitted,
+)
 
 MAX_BYTES = 20_000
 CARD_CONTENT_TYPE = "application/vnd.microsoft.card.adaptive"
@@ -79,4 +84,4 @@ def _text(text: str, **style: Any) -> dict[str, Any]:
 
 
 def _size(payload: dict[str, Any]) -> int:
-    return len(json.dumps(payload, separators=(",", ":")).encode())
+    return len(encode(payload))

@@ -13,11 +13,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 from typing import Any
 
 from shared.alerts.messages import Alert, AlertKind
-from shared.alerts.render import omitted_line
+from shared.alerts.render import encode, omitted_line
 
 TIMESTAMP_HEADER = "X-Stigwatch-Timestamp"
 SIGNATURE_HEADER = "X-Stigwatch-Signature"
@@ -60,7 +59,7 @@ def signed_request(
     alert: Alert, secret: str, now: float
 ) -> tuple[bytes, dict[str, str]]:
     """The exact bytes to post and the headers that sign them."""
-    body = json.dumps(webhook_body(alert), separators=(",", ":")).encode()
+    body = encode(webhook_body(alert))
     timestamp = str(int(now))
     headers = {
         "Content-Type": "application/json",
