@@ -5,8 +5,8 @@ the collector asks here for a URL the run command may create and append one blob
 a SAS limited to that blob, to create/add/write/read, expiring soon after the run's
 deadline. Arc run command does not yet accept a managed identity for its output blob,
 so a SAS it must be; in Azure it is a user delegation SAS signed with a key the app's
-own identity fetches, so no account key is needed (the identity needs Storage Blob Data
-Contributor on the container, which includes the delegation key permission). The SAS is
+own identity fetches, so no account key is needed (the identity needs Storage Blob
+Delegator on the account and Storage Blob Data Contributor on the container). The SAS is
 a secret: it goes into the run command body and nowhere else — never a log or message.
 The app then reads the blob with its own identity and deletes it.
 """
@@ -154,7 +154,8 @@ def _storage_error(action: str, name: str, error: Any) -> CollectError:
     if isinstance(error, HttpResponseError) and status in (401, 403):
         return CollectError(
             "could not %s the output blob %s (HTTP %s); grant the app's identity "
-            "Storage Blob Data Contributor on the container" % (action, name, status)
+            "Storage Blob Delegator on the account and Storage Blob Data Contributor "
+            "on the container" % (action, name, status)
         )
     return TransientCollectError(
         "could not %s the output blob %s (%s); the target will be retried later"
