@@ -58,7 +58,15 @@ WEBHOOK_ROW = "webhook"  # PartitionKey of the rows that mark a webhook as gone
 
 
 class AlertDeliveryError(StigwatchError):
-    """An alert is still pending on some channel; the queue should try again later."""
+    """An alert is still pending on some channel; the queue should try again later.
+
+    `wait` is how many seconds until the earliest channel may be tried again, when a
+    receiver said (Retry-After) or a backoff applies.
+    """
+
+    def __init__(self, message: str, wait: float | None = None) -> None:
+        super().__init__(message)
+        self.wait = wait
 
 
 class Clock(Protocol):
@@ -393,13 +401,15 @@ class Deliverer:
             len(pending),
         )
         if pending:
+            waits = [o.not_before - self._clock.now() for o in pending if o.not_before]
             raise AlertDeliveryError(
                 "alert %s is still pending on %s (%s); the queue delivers it again"
                 % (
                     alert.id,
                     ", ".join(o.channel for o in pending),
                     "; ".join(o.detail for o in pending),
-                )
+                ),
+                wait=max(0.0, min(waits)) if waits else None,
             )
         return outcomes
 
@@ -438,8 +448,14 @@ class Deliverer:
                 result.detail,
                 result.retry_after,
             )
-        detail = result.detail if result is not None else "not attempted"
-        return ChannelOutcome(channel.name, State.PENDING, "out of attempts: " + detail)
+        if result is None:
+            return ChannelOutcome(channel.name, State.PENDING, "not attempted")
+        return ChannelOutcome(
+            channel.name,
+            State.PENDING,
+            "out of attempts: " + result.detail,
+            self._clock.now() + _pause(result),
+        )
 
     def _not_posted(self, channel: Channel, claim: Claim) -> ChannelOutcome:
         if claim.state is State.POSTING:
