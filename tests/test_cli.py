@@ -199,6 +199,7 @@ def usage_cases(tmp_path: Path) -> dict[str, list[str | Path]]:
         "unknown-option": [good, "--colour"],
         "internal-domain-without-value": [good, "--internal-domain"],
         "missing-policy": [good, "--policy", tmp_path / "nowhere-policy.json"],
+        "directory-policy": [good, "--policy", tmp_path],
         "malformed-policy": [good, "--policy", bad_json],
         "unknown-method": [good, "--policy", unknown_method],
         "colliding-keys": [good, "--policy", colliding],
@@ -213,6 +214,7 @@ USAGE_CASES = [
     "unknown-option",
     "internal-domain-without-value",
     "missing-policy",
+    "directory-policy",
     "malformed-policy",
     "unknown-method",
     "colliding-keys",
@@ -281,3 +283,18 @@ def test_target_is_server_name_else_computer_name_else_file_stem(
     assert verdict_of(RELAY_CAPTURE)["target"] == "win-ctd3l0rgen4.exlab.dom"
     assert verdict_of(named)["target"] == "edge78.contoso.example"
     assert verdict_of(bare)["target"] == "edge77"
+
+
+def test_unusable_file_verdict_is_named_after_the_file_and_shows_why(
+    tmp_path: Path,
+) -> None:
+    path = write(tmp_path, "edge99.json", b"  \r\n")
+
+    verdict = verdict_of(path)
+    text = evaluate(path)
+
+    assert verdict["target"] == "edge99"
+    assert verdict["status"] == "Not_Reviewed"
+    assert text.returncode == 0
+    assert "Not_Reviewed" in text.stdout.splitlines()[0]
+    assert "empty" in text.stdout.lower()

@@ -657,3 +657,39 @@ def test_not_reviewed_verdict_carries_the_reason() -> None:
     assert verdict.status == Status.NOT_REVIEWED
     assert verdict.findings == ()
     assert verdict.notes == ("empty output",)
+
+
+def test_domain_secure_star_connector_names_the_domains_it_secures() -> None:
+    finding = only_finding(
+        judge(
+            [connector({**DOMAIN_SECURE_CHANGES, "AddressSpaces": ["SMTP:*;1"]})],
+            {
+                "transportConfig": {
+                    "TLSSendDomainSecureList": ["partner.example"],
+                    "TLSReceiveDomainSecureList": [],
+                }
+            },
+            policy=DS_POLICY,
+        )
+    )
+
+    assert finding.status == Status.NOT_A_FINDING
+    assert "partner.example" in text_of(finding)
+
+
+def test_receive_side_is_a_note_not_a_judgement() -> None:
+    listed = {
+        "TLSSendDomainSecureList": ["contoso.example"],
+        "TLSReceiveDomainSecureList": ["contoso.example"],
+    }
+    unlisted = {**listed, "TLSReceiveDomainSecureList": []}
+
+    both = only_finding(
+        judge([connector(DOMAIN_SECURE_CHANGES)], {"transportConfig": listed})
+    )
+    send_only = only_finding(
+        judge([connector(DOMAIN_SECURE_CHANGES)], {"transportConfig": unlisted})
+    )
+
+    assert both.status == send_only.status == Status.NOT_A_FINDING
+    assert "receive" in " ".join(send_only.notes).lower()
