@@ -14,12 +14,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import Protocol
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
 
 from azure.core.exceptions import AzureError, ResourceExistsError, ResourceNotFoundError
 from azure.data.tables import TableClient
 
+from shared import keys
 from shared.alerts.messages import Alert, stale_alert
 from shared.alerts.outbox import OutboxStore, OutboxT, enqueue_scan_alerts
 from shared.errors import StoreError
@@ -235,3 +236,54 @@ def run_watchdog(
         len(flushed),
     )
     return WatchdogReport(stale, queued, flushed)
+
+
+class TableWatchdogSource:
+    """Scan rows and target rows as the storage side writes them (shared.store)."""
+
+    def __init__(self, findings: TableClient, scans: TableClient) -> None:
+        self._findings = findings
+        self._scans = scans
+
+    def scans(self) -> list[ScanSeen]:
+        rows = self._query(self._scans, keys.SCAN_ROW)
+        return [
+            ScanSeen(
+                scan_id=str(row["scanId"]),
+                state=str(row["state"]),
+                started_at=_instant(row["startedAt"]),
+                completed_at=_instant(row["completedAt"])
+                if row.get("completedAt") and row.get("state") == "complete"
+                else None,
+            )
+            for row in rows
+        ]
+
+    def targets(self) -> list[TargetSeen]:
+        rows = self._query(self._findings, keys.TARGET_ROW)
+        return [
+            TargetSeen(str(row["target"]), _instant(row["lastSeen"]), row.get("scanId"))
+            for row in rows
+            if row.get("lastSeen")
+        ]
+
+    def _query(self, table: TableClient, row_key: str) -> list[Any]:
+        try:
+            return list(
+                table.query_entities("RowKey eq @row", parameters={"row": row_key})
+            )
+        except AzureError as exc:
+            raise StoreError(
+                "could not read table %r (%s); the watchdog runs again on its next tick"
+                % (table.table_name, type(exc).__name__)
+            ) from None
+
+
+def _instant(text: Any) -> datetime:
+    try:
+        moment = datetime.fromisoformat(str(text))
+    except ValueError:
+        raise StoreError(
+            "stored time %r is not ISO 8601; was the row written by stigwatch?" % text
+        ) from None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
