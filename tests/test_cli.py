@@ -256,6 +256,14 @@ def test_internal_domain_repeats() -> None:
     assert statuses(both)["EdgeSync - Inbound to Site1"] == "NotAFinding"
 
 
+def test_internal_domain_option_is_normalised() -> None:
+    bare = CASES / "p18-internal-domain-unknown" / "input.json"
+
+    verdict = verdict_of(bare, "--internal-domain", "Contoso.EXAMPLE.")
+
+    assert statuses(verdict)["EdgeSync - Inbound to Site1"] == "NotAFinding"
+
+
 def test_internal_domain_option_replaces_the_policy_list(tmp_path: Path) -> None:
     policy = write(tmp_path, "edsp.json", b'{"internalDomains": ["fabrikam.example"]}')
     source = CASES / "p01-edge-compliant" / "input.json"
