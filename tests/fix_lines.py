@@ -51,8 +51,20 @@ def check_fix_lines(
     identities: set[str],
     smart_hosted: bool,
     dns_routing: bool,
+    ignore_starttls: bool = False,
 ) -> None:
-    """Fail unless every line is a command Exchange accepts and keeps mail flowing."""
+    """Fail unless every line is a command Exchange accepts and keeps mail flowing.
+
+    A connector that ignores STARTTLS stays unencrypted whatever else is set, so its
+    fix must also turn IgnoreSTARTTLS off.
+    """
+    lines = list(lines)
+    connector_lines = [line for line in lines if "Set-SendConnector" in line]
+    if ignore_starttls and connector_lines:
+        assert any(
+            parameters(line).get("ignorestarttls", "").lower() == "$false"
+            for line in connector_lines
+        ), "IgnoreSTARTTLS stays on: %r" % lines
     for line in lines:
         text = line.strip()
         if not text or text.startswith("#"):

@@ -100,4 +100,5 @@ def test_case_in_process_with_fixes_exchange_accepts(case: Path) -> None:
             identities={parsed.name, *([parsed.guid] if parsed.guid else [])},
             smart_hosted=bool(parsed.smart_hosts),
             dns_routing=parsed.dns_routing_enabled is True,
+            ignore_starttls=parsed.ignore_starttls is True,
         )

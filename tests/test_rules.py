@@ -89,6 +89,7 @@ def check_finding_fixes(finding: Finding, spec: dict[str, Any]) -> None:
         identities=identities,
         smart_hosted=smart_hosted(spec),
         dns_routing=spec.get("DNSRoutingEnabled") in (True, "True"),
+        ignore_starttls=spec.get("IgnoreSTARTTLS") in (True, "True"),
     )
 
 
