@@ -8,9 +8,11 @@ from typing import Any
 
 import pytest
 from exchange_documents import DATA
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from shared.errors import UsageError
-from shared.model import Domain, PolicyMethod, SendConnector
+from shared.model import Domain, Policy, PolicyMethod, SendConnector
 from shared.policy import load_policy, policy_from_obj
 
 DESIGN_EXAMPLE = {
@@ -171,3 +173,44 @@ def test_load_policy_malformed_file_is_a_usage_error(tmp_path: Path, text: str) 
         load_policy(path)
 
     assert "\n" not in str(caught.value).strip()
+
+
+POLICY_VALUES = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.text(max_size=20)
+    | st.sampled_from(
+        ["DomainValidation", "domainsecure", "NotInternal", "*", "*.a.b"]
+    ),
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.dictionaries(
+            st.sampled_from(
+                [
+                    "internalDomains",
+                    "requireDocumentedMethod",
+                    "connectors",
+                    "method",
+                    "tlsDomain",
+                    "Relay",
+                    "relay",
+                ]
+            ),
+            inner,
+            max_size=4,
+        )
+    ),
+    max_leaves=10,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(POLICY_VALUES)
+def test_any_policy_object_is_a_policy_or_a_usage_error(raw: Any) -> None:
+    try:
+        policy = policy_from_obj(raw)
+    except UsageError as error:
+        assert "\n" not in str(error).strip()
+        return
+    assert isinstance(policy, Policy)
