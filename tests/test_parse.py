@@ -1020,3 +1020,12 @@ def test_unreadable_input_is_a_usage_error(tmp_path: Path) -> None:
         read_input(tmp_path / "missing.json")
     with pytest.raises(UsageError):
         read_input(tmp_path)
+
+
+def test_endless_input_is_refused_at_the_cap() -> None:
+    # A device reports size 0 and never ends: the cap must hold while reading.
+    started = time.monotonic()
+    with pytest.raises(InputError):
+        read_input(Path("/dev/zero"), cap=1024)
+
+    assert time.monotonic() - started < 1.0
