@@ -1029,3 +1029,17 @@ def test_endless_input_is_refused_at_the_cap() -> None:
         read_input(Path("/dev/zero"), cap=1024)
 
     assert time.monotonic() - started < 1.0
+
+
+def test_clixml_of_receive_connectors_holds_no_send_connectors() -> None:
+    text = (
+        '<Objs Version="1.1.0.1" xmlns="http://schemas.microsoft.com/powershell/2004/04">'
+        '<Obj RefId="0"><TN RefId="0">'
+        "<T>Microsoft.Exchange.Data.Directory.SystemConfiguration.ReceiveConnector</T>"
+        "<T>System.Object</T></TN><ToString>Default EDGE01</ToString><Props>"
+        '<S N="Name">Default EDGE01</S><B N="RequireTLS">true</B>'
+        '<B N="DomainSecureEnabled">true</B></Props></Obj></Objs>'
+    )
+
+    with pytest.raises(InputError, match=r"(?i)send connector"):
+        parse_document(text.encode(), source_name="receive")
