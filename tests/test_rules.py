@@ -694,3 +694,16 @@ def test_receive_side_is_a_note_not_a_judgement() -> None:
 
     assert both.status == send_only.status == Status.NOT_A_FINDING
     assert "receive" in " ".join(send_only.notes).lower()
+
+
+def test_tls_domain_is_not_a_reason_on_the_domain_secure_path() -> None:
+    finding = only_finding(
+        judge(
+            [connector({**DOMAIN_SECURE_CHANGES, "TlsDomain": "*"})],
+            policy=DS_POLICY,
+        )
+    )
+
+    assert finding.status == Status.OPEN
+    assert finding.reasons
+    assert not any("tlsdomain" in reason.lower() for reason in finding.reasons)
