@@ -1,0 +1,91 @@
+"""Queue messages: what plan sends is what the Functions host can decode."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import pytest
+from azure.storage.queue import QueueClient
+
+from shared.account import AccountSettings, StorageAccount
+from shared.errors import UsageError
+from shared.queueing import (
+    HOST_JSON,
+    MESSAGE_ENCODING,
+    QueueSender,
+    ScanMessage,
+    host_queue_settings,
+    max_dequeue_count,
+    read_message,
+)
+
+SPEC = {"id": "EDGE/01 — Zürich", "collector": "file", "path": "/data/edge01.json"}
+
+
+def test_host_json_decodes_messages_as_the_sender_encodes_them() -> None:
+    assert host_queue_settings()["messageEncoding"] == MESSAGE_ENCODING == "base64"
+
+
+def test_the_max_dequeue_count_comes_from_host_json() -> None:
+    host = json.loads(HOST_JSON.read_text())
+
+    assert max_dequeue_count() == host["extensions"]["queues"]["maxDequeueCount"]
+
+
+@pytest.mark.azurite
+def test_a_sent_message_decodes_the_way_the_host_decodes_it(
+    azurite: str, unique_name: str
+) -> None:
+    sender = QueueSender(
+        StorageAccount(AccountSettings(connection_string=azurite)), unique_name
+    )
+    text = ScanMessage("20261130T060000Z-abcd", SPEC).to_text()
+
+    sender([text])
+
+    # Read the raw wire form, with no decode policy, and decode it as the host
+    # does: strict base64, then UTF-8.
+    raw = QueueClient.from_connection_string(azurite, unique_name).receive_message()
+    assert raw is not None
+    body = base64.b64decode(raw.content, validate=True).decode("utf-8")
+    message = read_message(body.encode("utf-8"))
+    assert (message.scan_id, dict(message.target)) == ("20261130T060000Z-abcd", SPEC)
+
+
+@pytest.mark.azurite
+def test_a_plain_text_message_is_what_the_host_cannot_decode(
+    azurite: str, unique_name: str
+) -> None:
+    # The trap the sender avoids: the SDK's default sends the text as it is.
+    plain = QueueClient.from_connection_string(azurite, unique_name)
+    plain.create_queue()
+    plain.send_message(ScanMessage("s1", SPEC).to_text())
+
+    raw = plain.receive_message()
+
+    assert raw is not None
+    with pytest.raises(ValueError):  # binascii.Error or non-ASCII text
+        base64.b64decode(raw.content, validate=True)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"not json",
+        b"[]",
+        b'{"v": 2, "scanId": "s", "target": {}}',
+        b'{"v": 1, "target": {}}',
+        b'{"v": 1, "scanId": "s", "target": "EDGE01"}',
+    ],
+)
+def test_a_body_that_is_not_a_scan_message_is_refused(body: bytes) -> None:
+    with pytest.raises(UsageError, match="queue message"):
+        read_message(body)
+
+
+def test_a_message_too_large_for_the_queue_is_refused() -> None:
+    spec = {**SPEC, "policy": {"connectors": {"c%d" % n: {} for n in range(9000)}}}
+
+    with pytest.raises(UsageError, match=r"would be \d+ bytes"):
+        ScanMessage("s1", spec).to_text()
