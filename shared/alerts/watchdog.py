@@ -31,6 +31,9 @@ STALE_ROW = "stale"  # PartitionKey of the rows remembering sent stale alerts
 RUNNING = "running"
 COMPLETE = "complete"
 MAX_NAMED = 20
+# A completing check queues its scan's alerts within moments; after this long, rows
+# still pending were left behind.
+COMPLETION_GRACE = timedelta(minutes=10)
 
 
 @dataclass(frozen=True)
@@ -51,6 +54,7 @@ class TargetSeen:
 class WatchdogSource(Protocol):
     def scans(self) -> Sequence[ScanSeen]: ...
     def targets(self) -> Sequence[TargetSeen]: ...
+    def scans_with_pending_outbox(self) -> set[str]: ...
 
 
 @dataclass(frozen=True)
@@ -85,15 +89,29 @@ def stale_alerts(
     return alerts
 
 
-def overdue_scans(
-    now: datetime, period: timedelta, scans: Sequence[ScanSeen]
+def scans_to_flush(
+    now: datetime,
+    period: timedelta,
+    scans: Sequence[ScanSeen],
+    pending: set[str],
 ) -> list[str]:
-    """Scans still running a whole period after they started: they will not finish."""
-    return [
-        scan.scan_id
-        for scan in sorted(scans, key=lambda s: s.started_at)
-        if scan.state == RUNNING and scan.started_at < now - period
-    ]
+    """Scans whose pending outbox rows nobody else will queue.
+
+    A scan still running a whole period after it started will not finish (a lost or
+    poisoned check). A completed scan whose rows are still pending a while after it
+    completed lost its enqueueing (the completing check died after counting).
+    """
+    flush = []
+    for scan in sorted(scans, key=lambda s: s.started_at):
+        if scan.scan_id not in pending:
+            continue
+        if scan.completed_at is not None:
+            late = scan.completed_at < now - COMPLETION_GRACE
+        else:
+            late = scan.state == RUNNING and scan.started_at < now - period
+        if late:
+            flush.append(scan.scan_id)
+    return flush
 
 
 def _stale_scans(
@@ -225,7 +243,7 @@ def run_watchdog(
         send(alert.to_json())
         marks.remember(alert, now)
         queued.append(alert)
-    flushed = overdue_scans(now, period, scans)
+    flushed = scans_to_flush(now, period, scans, source.scans_with_pending_outbox())
     for scan_id in flushed:
         queued.extend(enqueue_scan_alerts(scan_id, outboxes, send, threshold))
     log.info(
@@ -267,10 +285,26 @@ class TableWatchdogSource:
             if row.get("lastSeen")
         ]
 
-    def _query(self, table: TableClient, row_key: str) -> list[Any]:
+    def scans_with_pending_outbox(self) -> set[str]:
+        rows = self._query(
+            self._findings,
+            None,
+            "kind eq 'outbox' and state eq 'pending'",
+            select=["scanId"],
+        )
+        return {str(row["scanId"]) for row in rows}
+
+    def _query(
+        self,
+        table: TableClient,
+        row_key: str | None,
+        query: str = "RowKey eq @row",
+        select: list[str] | None = None,
+    ) -> list[Any]:
+        parameters = {"row": row_key} if row_key is not None else {}
         try:
             return list(
-                table.query_entities("RowKey eq @row", parameters={"row": row_key})
+                table.query_entities(query, parameters=parameters, select=select)
             )
         except AzureError as exc:
             raise StoreError(

@@ -12,8 +12,8 @@ from shared.alerts.watchdog import (
     StaleMarks,
     TableWatchdogSource,
     TargetSeen,
-    overdue_scans,
     run_watchdog,
+    scans_to_flush,
     stale_alerts,
 )
 from shared.model import Status
@@ -83,10 +83,17 @@ def test_stale_alert_id_is_stable_until_the_target_reports_again() -> None:
     assert first[0].id == again[0].id != new_episode[0].id
 
 
-def test_scan_running_longer_than_a_period_is_overdue() -> None:
-    scans = [_scan("old", 7, None), _scan("young", 1, None), _scan("done", 8, 7)]
+def test_flushes_overdue_scans_and_completed_scans_left_pending() -> None:
+    scans = [
+        _scan("old", 7, None),
+        _scan("young", 1, None),
+        _scan("done-left", 8, 7),
+        _scan("done-just-now", 1, 0.01),
+        _scan("done-clean", 9, 8),
+    ]
+    pending = {"old", "young", "done-left", "done-just-now"}
 
-    assert overdue_scans(NOW, PERIOD, scans) == ["old"]
+    assert scans_to_flush(NOW, PERIOD, scans, pending) == ["done-left", "old"]
 
 
 @pytest.fixture
@@ -130,7 +137,7 @@ def test_watchdog_sends_one_stale_alert_and_flushes_the_overdue_scan(
     # The scan never finished (stale), EDGE01 last reported 18 h ago (stale), and the
     # overdue scan's outbox held EDGE01's baseline.
     assert kinds == ["baseline", "stale", "stale"]
-    assert first.flushed == ["scan-old"] == second.flushed
-    assert second.queued == []
+    assert first.flushed == ["scan-old"]
+    assert (second.flushed, second.queued) == ([], [])
     targets = {json.loads(text)["target"] for text in sent}
     assert targets == {None, "EDGE01"}
