@@ -13,7 +13,9 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
+from collections import Counter
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 from xml.etree.ElementTree import Element, ParseError
@@ -499,7 +501,24 @@ _JUDGE_BOOLS = (
 
 
 def _send_connectors(items: list[Any]) -> tuple[SendConnector, ...]:
-    return tuple(_send_connector(item, index) for index, item in enumerate(items, 1))
+    connectors = [_send_connector(item, index) for index, item in enumerate(items, 1)]
+    counts = Counter(connector.key for connector in connectors)
+    # Exchange keeps Guids and names unique; a repeat means a broken or merged
+    # collection. Each copy gets a key of its own so that none overwrites another.
+    return tuple(
+        replace(
+            connector,
+            key="%s#%d" % (connector.key, index),
+            scope_problems=(
+                *connector.scope_problems,
+                "two or more connectors share the key %s in this collection"
+                % connector.key,
+            ),
+        )
+        if counts[connector.key] > 1
+        else connector
+        for index, connector in enumerate(connectors, 1)
+    )
 
 
 def _connector_name(raw: PSObject) -> str | None:

@@ -89,7 +89,10 @@ def _flag(raw: Any, where: str) -> bool:
     if raw is None:
         return False
     if not isinstance(raw, bool):
-        raise UsageError("%s: requireDocumentedMethod must be true or false" % where)
+        raise UsageError(
+            "%s: requireDocumentedMethod is %s; write true or false"
+            % (where, json.dumps(raw))
+        )
     return raw
 
 

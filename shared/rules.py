@@ -546,9 +546,13 @@ def _receive_side_notes(
 # --- the fix ------------------------------------------------------------------
 
 
+# PowerShell ends a single-quoted string at any of these, not only at the ASCII quote.
+_SINGLE_QUOTES = "'\u2018\u2019\u201a\u201b"
+
+
 def quote(text: str) -> str:
-    """A PowerShell single-quoted string literal."""
-    return "'" + text.replace("'", "''") + "'"
+    """A PowerShell single-quoted string literal: every quote character doubled."""
+    return "'" + "".join(c * 2 if c in _SINGLE_QUOTES else c for c in text) + "'"
 
 
 def _argument(domain: Domain) -> str:

@@ -330,6 +330,26 @@ def test_key_is_guid_else_name_lower_cased() -> None:
     assert one_connector(Guid=ABSENT, Name="Relay To HUB").key == "name:relay to hub"
 
 
+@pytest.mark.parametrize(
+    "twin",
+    [
+        {"Name": "Other relay"},  # the same Guid under another name
+        {"Guid": ABSENT, "Name": "Relay"},  # no Guid, the same name
+    ],
+    ids=["same-guid", "same-name"],
+)
+def test_repeated_key_makes_each_copy_not_reviewed_with_a_key_of_its_own(
+    twin: dict[str, Any],
+) -> None:
+    first = connector(twin if "Guid" in twin else {}, Name="Relay")
+    snapshot = parse(document([first, connector(twin)]))
+
+    keys = [c.key for c in snapshot.send_connectors]
+    assert len(set(keys)) == 2
+    for parsed in snapshot.send_connectors:
+        assert any("share the key" in p for p in parsed.scope_problems)
+
+
 def test_property_names_match_in_any_case() -> None:
     parsed = one_connector(
         {
