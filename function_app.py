@@ -3,6 +3,8 @@
     plan      timer (%SCAN_SCHEDULE%)        → shared.scan.plan_scan
     check     queue "scan-targets"           → shared.scan.check_message
     findings  HTTP GET /api/findings (key)   → shared.scan.findings_query
+    notify    queue "alerts"                 → shared.alerts.notify: AlertRuntime.notify
+    watchdog  timer (%WATCHDOG_SCHEDULE%)    → shared.alerts.notify: .watchdog
 
 Nothing here reads a setting or builds a client at import: an exception while the
 worker indexes this file would silently drop every function. The runtime (storage
@@ -19,6 +21,7 @@ import threading
 import azure.functions as func
 
 from shared import scan
+from shared.alerts.notify import ALERTS_QUEUE, AlertRuntime
 from shared.queueing import SCAN_QUEUE
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
@@ -64,3 +67,36 @@ def findings(req: func.HttpRequest) -> func.HttpResponse:
         status_code=status,
         mimetype="application/json",
     )
+
+
+_alerts: AlertRuntime | None = None
+_alerts_lock = threading.Lock()
+
+
+def alerts() -> AlertRuntime:
+    """The shared AlertRuntime (channels, pacing, deliveries), made on first use."""
+    global _alerts  # noqa: PLW0603 -- one per worker process, made lazily
+    account = runtime().account
+    with _alerts_lock:
+        if _alerts is None:
+            _alerts = AlertRuntime(os.environ, account)
+        return _alerts
+
+
+@app.queue_trigger(
+    arg_name="message", queue_name=ALERTS_QUEUE, connection="AzureWebJobsStorage"
+)
+def notify(message: func.QueueMessage) -> None:
+    # Posts are paced per webhook inside AlertRuntime, so the app-wide batchSize
+    # does not multiply the post rate; a pending channel raises and the queue retries.
+    alerts().notify(message.get_body().decode("utf-8"))
+
+
+@app.timer_trigger(
+    arg_name="timer",
+    schedule="%WATCHDOG_SCHEDULE%",
+    run_on_startup=False,
+    use_monitor=True,
+)
+def watchdog(timer: func.TimerRequest) -> None:
+    alerts().watchdog(runtime().findings)

@@ -25,6 +25,7 @@ import requests
 from azure.core.exceptions import AzureError
 
 from shared.account import AccountSettings, StorageAccount
+from shared.alerts.notify import AlertRuntime
 from shared.assess import assess
 from shared.collectors import collector_for
 from shared.errors import CollectError, StoreError, TransientCollectError, UsageError
@@ -335,6 +336,9 @@ def on_scan_complete(scan_id: str, runtime: Runtime) -> None:
         scan.failed,
         scan.started_at,
         scan.completed_at,
+    )
+    AlertRuntime(runtime.environ, runtime.account).on_scan_complete(
+        scan_id, runtime.findings
     )
 
 

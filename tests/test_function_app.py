@@ -18,6 +18,7 @@ from azure.storage.blob import BlobServiceClient
 from azure.storage.queue import QueueClient
 
 import function_app
+from shared.alerts.notify import ALERTS_QUEUE
 from shared.queueing import SCAN_QUEUE
 from tests.conftest import DATA, ROOT
 from tests.storage_fixtures import environ_for
@@ -43,6 +44,8 @@ def test_the_timer_queue_and_http_functions_are_registered(
         "plan": "timerTrigger",
         "check": "queueTrigger",
         "findings": "httpTrigger",
+        "notify": "queueTrigger",
+        "watchdog": "timerTrigger",
     }
 
 
@@ -77,12 +80,28 @@ def test_the_triggers_are_configured_from_settings_and_never_on_startup(
     assert [m.value for m in http["methods"]] == ["GET"]
 
 
+def test_the_alert_triggers_are_configured_and_never_on_startup(
+    indexed: dict[str, Any],
+) -> None:
+    notify = _trigger(indexed["notify"])
+    watchdog = _trigger(indexed["watchdog"])
+
+    assert (notify["queueName"], notify["connection"]) == (
+        ALERTS_QUEUE,
+        "AzureWebJobsStorage",
+    )
+    assert (watchdog["schedule"], watchdog["runOnStartup"]) == (
+        "%WATCHDOG_SCHEDULE%",
+        False,
+    )
+
+
 def test_importing_the_app_needs_no_setting_and_builds_no_client() -> None:
     # A fresh interpreter with no app settings at all, as the worker indexes it.
     code = (
         "import function_app, sys; "
-        "sys.exit(0 if function_app._runtime is None "
-        "and len(function_app.app.get_functions()) == 3 else 1)"
+        "sys.exit(0 if function_app._runtime is None and function_app._alerts is None "
+        "and len(function_app.app.get_functions()) == 5 else 1)"
     )
     result = subprocess.run(
         [sys.executable, "-c", code],
