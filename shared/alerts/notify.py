@@ -71,6 +71,21 @@ class LocalDelivery:
     unsent: list[Alert] = field(default_factory=list)  # no channel is configured
     pending: list[Alert] = field(default_factory=list)  # still pending after retries
 
+    def lines(self) -> list[str]:
+        """One line per alert, for the local command to print."""
+        lines = [
+            "alert %s (not sent: no channel configured): %s. %s"
+            % (a.kind.value, a.title, a.summary)
+            for a in self.unsent
+        ]
+        lines += ["alert %s sent: %s" % (a.kind.value, a.title) for a in self.delivered]
+        lines += [
+            "alert %s still pending (left on the alerts queue): %s"
+            % (a.kind.value, a.title)
+            for a in self.pending
+        ]
+        return lines or ["alerts: none (nothing changed since the last scan)"]
+
 
 class AlertRuntime:
     """Channels, ledger, queue and pacing for one process, from settings."""
