@@ -108,7 +108,7 @@ class AlertRuntime:
         )
         self.clock: Clock = clock or SystemClock()
         self.pacer = _PACER if clock is None else Pacer(self.clock)
-        self._session = session
+        self._session = session or requests.Session()
         self._sender = QueueSender(account, self.queue_name)
         self._table: TableClient | None = None
         self._channels: tuple[Channel, ...] | None = None
@@ -153,7 +153,7 @@ class AlertRuntime:
         return Deliverer(
             self.channels,
             DeliveryLedger(self.deliveries(), self.clock),
-            Poster(self._session or requests.Session(), self.clock, link=link),
+            Poster(self._session, self.clock, link=link),
             self.pacer,
             self.clock,
             max_wait=max_wait,

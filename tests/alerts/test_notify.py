@@ -9,6 +9,7 @@ from typing import Any
 
 import azure.functions as func
 import pytest
+from azure.functions.timer import TimerRequest
 from azure.storage.queue import QueueClient
 
 import function_app
@@ -145,3 +146,27 @@ def test_queued_alert_is_base64_as_the_trigger_expects(
     ]
 
     assert queued.id in {Alert.from_json(t).id for t in texts}
+
+
+def test_watchdog_function_queues_one_stale_alert_per_stale_target(
+    app: Any, settings: dict[str, str], unique_name: str
+) -> None:
+    store = finding_store(settings["AzureWebJobsStorage"], unique_name)
+    target = "STALE-" + unique_name
+    store.record_verdict(
+        target,
+        verdict(finding("Outbound", Status.NOT_A_FINDING), server=target),
+        sighting("old-scan", seen_at="2026-01-01T00:00:00Z"),
+    )
+
+    app.watchdog(TimerRequest(past_due=False))
+    app.watchdog(TimerRequest(past_due=False))
+
+    queue = store.account.queue("alerts")
+    alerts = [
+        Alert.from_json(m.content)
+        for m in queue.receive_messages(messages_per_page=32, visibility_timeout=1)
+    ]
+    mine = [a for a in alerts if a.target == target]
+    assert [a.kind.value for a in mine] == ["stale"]
+    assert "has not reported since 2026-01-01T00:00" in mine[0].summary
