@@ -32,6 +32,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import requests
+import urllib3
 
 from shared.errors import CollectError, TransientCollectError, UsageError
 from shared.parse import DEFAULT_SIZE_CAP
@@ -350,25 +351,25 @@ class _Exchange:
         if declared.isdigit() and int(declared) > cap:
             raise self._too_big()
         body = bytearray()
+        raw = response.raw  # urllib3's response: read1 returns what has arrived
         try:
-            for chunk in response.iter_content(_CHUNK):
+            # read1, not iter_content: iter_content waits for a whole chunk, so an
+            # answer trickling in a byte at a time would never reach the deadline check.
+            while chunk := raw.read1(_CHUNK, decode_content=True):
                 body += chunk
                 if len(body) > cap:
                     raise self._too_big()
                 if time.monotonic() > deadline:
                     raise self._too_slow()
-        except (
-            requests.exceptions.ConnectionError,
-            requests.exceptions.ChunkedEncodingError,
-        ):
+        except urllib3.exceptions.DecodeError:
+            raise CollectError(
+                "%s sent a compressed answer that could not be decoded" % self.who
+            ) from None
+        except (urllib3.exceptions.HTTPError, OSError):
             raise TransientCollectError(
                 "the connection to %s broke or stalled while its answer was being "
                 "read (%d bytes received); the target will be retried later"
                 % (self.who, len(body))
-            ) from None
-        except requests.exceptions.ContentDecodingError:
-            raise CollectError(
-                "%s sent a compressed answer that could not be decoded" % self.who
             ) from None
         return bytes(body)
 

@@ -278,3 +278,32 @@ def stream(total: int, *, declare_length: bool) -> Reply:
             return  # the client hung up: what the size cap should make it do
 
     return reply
+
+
+def drip(interval: float) -> Reply:
+    """Send headers, then one byte every `interval` seconds until the test ends."""
+
+    def reply(handler: Handler) -> None:
+        handler.send_response(200)
+        handler.send_header("Content-Type", "application/json")
+        handler.end_headers()
+        state = handler.server.state
+        try:
+            while not state.stop.wait(interval):
+                handler.wfile.write(b" ")
+                handler.wfile.flush()
+        except OSError:
+            return
+
+    return reply
+
+
+def cut(handler: Handler) -> None:
+    """Promise 1000 bytes, send 10, then drop the connection."""
+    handler.send_response(200)
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Length", "1000")
+    handler.end_headers()
+    handler.wfile.write(b'{"schemaV')
+    handler.wfile.flush()
+    handler.close_connection = True

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gzip
 import socket
+import time
 from datetime import UTC, datetime
 
 import pytest
@@ -18,7 +20,7 @@ from shared.collectors.http import (
 )
 from shared.errors import CollectError, TransientCollectError, UsageError
 
-from .conftest import Pki, Serve, answer
+from .conftest import Pki, Serve, answer, cut, drip
 
 NOW = datetime(2026, 11, 30, 6, 0, 0, tzinfo=UTC)
 
@@ -302,3 +304,61 @@ def test_plain_http_server_is_reached_when_asked(serve: Serve, pki: Pki) -> None
 
     assert got.body == b'{"plain": 1}'
     assert server.seen[0].body == b'{"target": "EDGE01"}'
+
+
+def test_trickling_answer_is_cut_at_the_deadline(serve: Serve, pki: Pki) -> None:
+    server = serve(drip(0.05))
+    started = time.monotonic()
+
+    with pytest.raises(TransientCollectError, match="still sending its answer"):
+        request(
+            requests.Session(),
+            "POST",
+            server.url(),
+            options=_options(pki, connect_timeout=0.2, read_timeout=0.4),
+            peer="the agent",
+        )
+
+    assert time.monotonic() - started < 3
+
+
+def test_connection_dropped_mid_answer_is_transient(serve: Serve, pki: Pki) -> None:
+    server = serve(cut)
+
+    with pytest.raises(TransientCollectError, match="broke or stalled"):
+        request(
+            requests.Session(),
+            "POST",
+            server.url(),
+            options=_options(pki),
+            peer="the agent",
+        )
+
+
+def test_gzip_answer_is_decoded(serve: Serve, pki: Pki) -> None:
+    packed = gzip.compress(b'{"schemaVersion": 1}')
+    server = serve(answer(200, packed, {"Content-Encoding": "gzip"}))
+
+    got = request(
+        requests.Session(),
+        "POST",
+        server.url(),
+        options=_options(pki),
+        peer="the agent",
+    )
+
+    assert got.body == b'{"schemaVersion": 1}'
+
+
+def test_gzip_bomb_is_capped_on_its_decoded_size(serve: Serve, pki: Pki) -> None:
+    bomb = gzip.compress(b" " * (64 * 1024 * 1024))  # about 64 KB on the wire
+    server = serve(answer(200, bomb, {"Content-Encoding": "gzip"}))
+
+    with pytest.raises(CollectError, match="larger than 1048576 bytes"):
+        request(
+            requests.Session(),
+            "POST",
+            server.url(),
+            options=_options(pki, max_bytes=1024 * 1024),
+            peer="the agent",
+        )
