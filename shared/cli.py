@@ -19,10 +19,10 @@ from typing import NoReturn
 from shared.assess import assess
 from shared.errors import InputError, StigwatchError, UsageError
 from shared.model import Domain, Policy, Verdict
-from shared.parse import DEFAULT_SIZE_CAP, read_input
+from shared.parse import read_input
 from shared.policy import load_policy
 from shared.rules import not_reviewed
-from shared.settings import setting
+from shared.settings import DEFAULT_SIZE_CAP, setting
 from shared.stig import RULE
 
 # Subcommands that live in their own modules: each module has
@@ -92,11 +92,11 @@ def _run_module(args: argparse.Namespace, extra: list[str]) -> int:
 
 
 def _size_cap() -> int:
-    text = setting(os.environ, "MAX_DOCUMENT_BYTES")
+    text = setting(os.environ, "DOCUMENT_MAX_BYTES")
     if text is None:
         return DEFAULT_SIZE_CAP
     if not text.isdigit() or int(text) <= 0:
-        raise UsageError("MAX_DOCUMENT_BYTES=%r is not a positive whole number" % text)
+        raise UsageError("DOCUMENT_MAX_BYTES=%r is not a positive whole number" % text)
     return int(text)
 
 

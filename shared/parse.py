@@ -23,6 +23,7 @@ from xml.etree.ElementTree import Element, ParseError
 import defusedxml.ElementTree as SafeElementTree
 from defusedxml import DefusedXmlException
 
+from shared import agentdoc
 from shared.errors import InputError, UsageError
 from shared.model import (
     AcceptedDomain,
@@ -38,8 +39,8 @@ from shared.model import (
     TransportConfig,
 )
 from shared.psobject import TOSTRING, PSObject, clixml_objects
+from shared.settings import DEFAULT_SIZE_CAP
 
-DEFAULT_SIZE_CAP = 32 * 1024 * 1024
 _T = TypeVar("_T")
 
 _TYPE_NAME = re.compile(r"^(Microsoft\.Exchange\.|System\.[A-Z]|Deserialized\.)|`\d+\[")
@@ -67,7 +68,7 @@ def read_input(path: Path, cap: int = DEFAULT_SIZE_CAP) -> bytes:
         ) from None
     if len(data) > cap:
         raise InputError(
-            "input is larger than the size cap of %d bytes; raise MAX_DOCUMENT_BYTES "
+            "input is larger than the size cap of %d bytes; raise DOCUMENT_MAX_BYTES "
             "or collect fewer objects" % cap
         )
     return data
@@ -103,6 +104,9 @@ def parse_document(
     """Parse an agent document, ConvertTo-Json output or a CliXML export."""
     if len(data) > cap:
         raise InputError("input is larger than the size cap of %d bytes" % cap)
+    if agentdoc.is_framed(data):
+        # The agent script's compressed form (for Arc's small inline output).
+        data = agentdoc.decode(data, size_cap=cap)
     text = decode_text(data).strip().lstrip("\ufeff")
     if not text:
         raise InputError("empty output — the collection may have failed")

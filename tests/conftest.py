@@ -45,17 +45,24 @@ def _wait_for_port(port: int, deadline: float) -> None:
 
 
 def connection_string(blob: int, queue: int, table: int) -> str:
-    return (
-        "DefaultEndpointsProtocol=http;AccountName=%s;AccountKey=%s;"
-        "BlobEndpoint=http://127.0.0.1:%d/%s;QueueEndpoint=http://127.0.0.1:%d/%s;"
-        "TableEndpoint=http://127.0.0.1:%d/%s;"
-        % (DEV_ACCOUNT, DEV_KEY, blob, DEV_ACCOUNT, queue, DEV_ACCOUNT, table, DEV_ACCOUNT)
+    endpoints = "".join(
+        "%sEndpoint=http://127.0.0.1:%d/%s;" % (kind, port, DEV_ACCOUNT)
+        for kind, port in (("Blob", blob), ("Queue", queue), ("Table", table))
     )
+    return "DefaultEndpointsProtocol=http;AccountName=%s;AccountKey=%s;%s" % (
+        DEV_ACCOUNT,
+        DEV_KEY,
+        endpoints,
+    )
+
+
+def _listen(service: str, port: int) -> list[str]:
+    return ["--%sHost" % service, "127.0.0.1", "--%sPort" % service, str(port)]
 
 
 @pytest.fixture(scope="session")
 def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """Start Azurite (pinned in package.json) in memory and yield a connection string."""
+    """Start the pinned Azurite in memory; yield its connection string."""
     binary = ROOT / "node_modules" / ".bin" / "azurite"
     if not binary.exists():
         pytest.fail(
@@ -74,9 +81,9 @@ def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             "--skipApiVersionCheck",
             "--loose",
             "--disableTelemetry",
-            "--blobHost", "127.0.0.1", "--blobPort", str(ports[0]),
-            "--queueHost", "127.0.0.1", "--queuePort", str(ports[1]),
-            "--tableHost", "127.0.0.1", "--tablePort", str(ports[2]),
+            *_listen("blob", ports[0]),
+            *_listen("queue", ports[1]),
+            *_listen("table", ports[2]),
         ],
         stdout=log,
         stderr=subprocess.STDOUT,

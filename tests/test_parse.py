@@ -27,10 +27,12 @@ from exchange_documents import (
     encoded,
 )
 
+from shared import agentdoc
 from shared.assess import assess
 from shared.errors import InputError, UsageError
 from shared.model import Domain, Policy, SendConnector, Snapshot, Status, TlsAuthLevel
-from shared.parse import DEFAULT_SIZE_CAP, parse_document, read_input
+from shared.parse import parse_document, read_input
+from shared.settings import DEFAULT_SIZE_CAP
 
 # --- watching for file and network access during a parse ----------------------------
 
@@ -1063,3 +1065,20 @@ def test_clixml_of_receive_connectors_holds_no_send_connectors() -> None:
 
     with pytest.raises(InputError, match=r"(?i)send connector"):
         parse_document(text.encode(), source_name="receive")
+
+
+def test_compressed_agent_output_reads_like_the_plain_document() -> None:
+    plain = encoded(document([connector()]))
+    framed = agentdoc.encode(plain).encode("ascii")
+
+    assert parse_document(framed, source_name="x") == parse_document(
+        plain, source_name="x"
+    )
+
+
+def test_cut_compressed_agent_output_is_an_input_error() -> None:
+    framed = agentdoc.encode(encoded(document([connector()])))
+    cut = framed[len(framed) // 3 :].encode("ascii")
+
+    with pytest.raises(InputError, match="cut"):
+        parse_document(cut, source_name="x")

@@ -28,7 +28,7 @@ from shared.collectors.file import FileCollector
 from shared.collectors.http import number_setting, read_options
 from shared.errors import CollectError
 from shared.inventory import AgentSource, ArcSource, FileSource, Target
-from shared.parse import DEFAULT_SIZE_CAP
+from shared.settings import DEFAULT_SIZE_CAP
 
 __all__ = ["Collector", "collector_for"]
 

@@ -35,8 +35,7 @@ import requests
 import urllib3
 
 from shared.errors import CollectError, TransientCollectError, UsageError
-from shared.parse import DEFAULT_SIZE_CAP
-from shared.settings import setting
+from shared.settings import DEFAULT_SIZE_CAP, setting
 
 log = logging.getLogger(__name__)
 
