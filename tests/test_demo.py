@@ -24,7 +24,7 @@ from examples.demo_agent import (
     write_inventory,
 )
 from shared.assess import assess
-from shared.policy import load_policy
+from shared.inventory import AgentSource, load_inventory_file
 
 ROOT = Path(__file__).resolve().parent.parent
 ESTATE = load_estate()
@@ -103,8 +103,8 @@ def test_demo_agent_answers_post_only(agent: DemoAgent) -> None:
 @pytest.mark.parametrize("server", SERVED, ids=_name)
 def test_example_document_judges_to_the_claimed_status(server: DemoServer) -> None:
     assert server.document is not None
-    policy_file = _inventory_target(server.name).get("policy")
-    policy = load_policy(INVENTORY.parent / policy_file) if policy_file else None
+    planned = load_inventory_file(INVENTORY).targets
+    policy = next(p.target.policy for p in planned if p.target.id == server.name)
 
     verdict = assess(
         server.document.read_bytes(), source_name=server.name, policy=policy
@@ -142,6 +142,28 @@ def test_generated_inventory_aims_every_target_at_the_agent(tmp_path: Path) -> N
     for target in raw["targets"]:
         assert target["url"] == "http://127.0.0.1:4321/agents/%s" % target["id"]
         assert target["auth"] == "none"
+
+
+def test_generated_inventory_validates(tmp_path: Path) -> None:
+    path = tmp_path / "inventory.json"
+
+    write_inventory(path, "http://127.0.0.1:4321")
+
+    inventory = load_inventory_file(path)
+    assert inventory.problems == ()
+    assert [p.target.id for p in inventory.targets] == [s.name for s in ESTATE]
+    for planned in inventory.targets:
+        source = planned.target.source
+        assert isinstance(source, AgentSource)
+        assert (source.url, source.auth) == (
+            "http://127.0.0.1:4321/agents/%s" % planned.target.id,
+            "none",
+        )
+    original = {
+        p.target.id: p.target.policy for p in load_inventory_file(INVENTORY).targets
+    }
+    assert {p.target.id: p.target.policy for p in inventory.targets} == original
+    assert any(policy is not None for policy in original.values())
 
 
 def test_generated_inventory_inlines_the_policy(tmp_path: Path) -> None:
