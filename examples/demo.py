@@ -120,14 +120,22 @@ def run(options: argparse.Namespace, environ: Mapping[str, str]) -> int:
     estate = load_estate()
     with DemoAgent.for_estate(estate) as agent, tempfile.TemporaryDirectory() as tmp:
         inventory = Path(tmp) / "inventory.json"
-        write_inventory(inventory, agent.url)
-        down = ", ".join(server.name for server in estate if server.agent_down)
-        _say(
-            "demo agent on %s serves %d servers (the agent of %s is down)"
-            % (agent.url, len(estate), down or "none")
+        write_inventory(inventory, agent.url_for)
+        served = "demo agent on %s serves %d servers" % (
+            agent.url,
+            len(estate) - len(agent.down),
         )
+        if agent.down:
+            served += "; %s has its agent down (connections refused)" % ", ".join(
+                sorted(agent.down)
+            )
+        _say(served)
         _say("scanning the demo estate: python -m shared scan --targets %s" % inventory)
-        scanned = _shared(["scan", "--targets", str(inventory)], env)
+        # Shorter pauses between attempts than the default, so the down agent's
+        # five attempts take seconds; the attempts themselves are the real ones.
+        scanned = _shared(
+            ["scan", "--targets", str(inventory), "--retry-delay", "1"], env
+        )
     if scanned.returncode != 0:
         print(
             "demo: the scan failed (exit %d); see the messages above"

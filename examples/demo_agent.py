@@ -1,9 +1,11 @@
 """A stand-in for the agents beside the demo estate's Exchange servers.
 
 It answers `POST /agents/<server>` with that server's agent document from
-`examples/agents/`, and `503` for a server whose agent the estate marks as down, so the
-demo exercises the real `agent` collector end to end. It listens on 127.0.0.1 only, over
-plain HTTP, which the collector accepts only for loopback targets with `auth: "none"`.
+`examples/agents/`, so the demo exercises the real `agent` collector end to end. A
+server whose agent the estate marks as down gets a URL on a port that is held but never
+listens, so connecting to it is refused, as with a stopped agent service (asked on the
+agent's own port, it answers `503`). Everything is on 127.0.0.1 over plain HTTP, which
+the collector accepts only for loopback targets with `auth: "none"`.
 
     python -m examples.demo_agent [--port N] [--write-inventory PATH]
 
@@ -19,10 +21,11 @@ import logging
 import os
 import re
 import signal
+import socket
 import sys
 import tempfile
 import threading
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -86,6 +89,14 @@ class _AgentServer(ThreadingHTTPServer):
     # The scan's worker pool connects to every target at once.
     request_queue_size = 64
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that hangs up mid-conversation is normal; anything else is a bug.
+        error = sys.exc_info()[1]
+        if isinstance(error, ConnectionError):
+            logger.debug("demo agent: %s hung up (%s)", client_address, error)
+            return
+        logger.exception("demo agent: request from %s failed", client_address)
+
 
 class DemoAgent:
     """A threaded HTTP server on 127.0.0.1 that plays every agent of the estate."""
@@ -95,6 +106,9 @@ class DemoAgent:
     ) -> None:
         self._estate = _Estate(documents=dict(documents), down=frozenset(down))
         self._server = _AgentServer((HOST, port), _handler_for(self._estate))
+        # Bound but never listening: a connection to it is refused, like a dead agent.
+        self._dead = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._dead.bind((HOST, 0))
         self._thread: threading.Thread | None = None
 
     @classmethod
@@ -120,6 +134,19 @@ class DemoAgent:
         return "http://%s:%d" % (HOST, self.port)
 
     @property
+    def refusing_url(self) -> str:
+        """Where a down agent 'listens': connections there are refused."""
+        return "http://%s:%d" % (HOST, self._dead.getsockname()[1])
+
+    @property
+    def down(self) -> frozenset[str]:
+        return self._estate.down
+
+    def url_for(self, name: str) -> str:
+        """The base URL the inventory gives server `name`."""
+        return self.refusing_url if name in self._estate.down else self.url
+
+    @property
     def requests(self) -> list[str]:
         """The server names asked for so far, in order."""
         with self._estate.lock:
@@ -140,6 +167,7 @@ class DemoAgent:
             self._thread.join()
             self._thread = None
         self._server.server_close()
+        self._dead.close()
 
     def __enter__(self) -> DemoAgent:
         self.start()
@@ -186,7 +214,9 @@ def _handler_for(estate: _Estate) -> type[BaseHTTPRequestHandler]:
             retry_after: int | None = None,
             allow: str | None = None,
         ) -> None:
-            headers = {}
+            # Error replies end the conversation; a keep-alive client reconnects.
+            headers = {"Connection": "close"}
+            self.close_connection = True
             if retry_after is not None:
                 headers["Retry-After"] = str(retry_after)
             if allow is not None:
@@ -210,9 +240,14 @@ def _handler_for(estate: _Estate) -> type[BaseHTTPRequestHandler]:
     return AgentHandler
 
 
-def generated_inventory(agent_url: str, inventory: Path = INVENTORY) -> dict[str, Any]:
-    """`inventory` with loopback agent URLs aimed at `agent_url`, policies inlined."""
-    base = urlsplit(agent_url)
+def generated_inventory(
+    base_url: str | Callable[[str], str], inventory: Path = INVENTORY
+) -> dict[str, Any]:
+    """`inventory` with loopback agent URLs moved to `base_url`, policies inlined.
+
+    `base_url` is one base URL, or a function from a target id to its base URL.
+    """
+    base_for = base_url if callable(base_url) else (lambda _: base_url)
     raw: dict[str, Any] = json.loads(inventory.read_text(encoding="utf-8"))
     if isinstance(raw.get("policy"), str):
         raw["policy"] = _read_policy(inventory.parent / raw["policy"])
@@ -225,6 +260,7 @@ def generated_inventory(agent_url: str, inventory: Path = INVENTORY) -> dict[str
                     "demo target %r points at %r; demo targets must be loopback URLs"
                     % (target.get("id"), url)
                 )
+            base = urlsplit(base_for(str(target.get("id"))))
             target["url"] = urlunsplit(
                 (base.scheme, base.netloc, parts.path, parts.query, "")
             )
@@ -237,10 +273,12 @@ def _read_policy(path: Path) -> Any:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
-def write_inventory(path: Path, agent_url: str, inventory: Path = INVENTORY) -> None:
+def write_inventory(
+    path: Path, base_url: str | Callable[[str], str], inventory: Path = INVENTORY
+) -> None:
     """Write the generated inventory atomically, so a reader never sees half of it."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(generated_inventory(agent_url, inventory), indent=2) + "\n"
+    text = json.dumps(generated_inventory(base_url, inventory), indent=2) + "\n"
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".inventory-")
     with os.fdopen(handle, "w", encoding="utf-8") as stream:
         stream.write(text)
@@ -270,7 +308,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     agent = DemoAgent.for_estate(load_estate(), options.port)
     if options.write_inventory is not None:
-        write_inventory(options.write_inventory, agent.url)
+        write_inventory(options.write_inventory, agent.url_for)
     print("demo agent listening on %s" % agent.url, flush=True)
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
     try:
