@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -71,6 +72,9 @@ class ScanBook:
     def __init__(self, account: StorageAccount, names: TableNames) -> None:
         self.account = account
         self.names = names
+        # Checks in one process take turns on the scan row rather than racing for its
+        # ETag; the ETag still settles races between processes and instances.
+        self._count_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return "ScanBook(%r, %r)" % (self.account, self.names)

@@ -282,6 +282,21 @@ class FindingStore:
             raise store_error("query findings", self.account, error) from error
         return FindingsPage(rows, token)
 
+    def scan_rows(self, scan_id: str) -> list[dict[str, Any]]:
+        """Every current finding written by scan `scan_id` (one query over targets)."""
+        rows = self._table(self.names.findings).query_entities(
+            "scanId eq @scan and RowKey ge @low and RowKey lt @high",
+            parameters={
+                "scan": scan_id,
+                "low": keys.RULE_PREFIX + "|",
+                "high": keys.RULE_PREFIX + "}",
+            },
+        )
+        try:
+            return [finding_from_row(row) for row in rows]
+        except AzureError as error:
+            raise store_error("query scan %r" % scan_id, self.account, error) from error
+
     def history(self, target: str) -> list[dict[str, Any]]:
         """A target's status changes, oldest first per connector."""
         rows = self._table(self.names.history).query_entities(
