@@ -28,7 +28,7 @@ import re
 import zlib
 
 from shared.errors import InputError
-from shared.parse import DEFAULT_SIZE_CAP  # one cap for plain and compressed input
+from shared.settings import DEFAULT_SIZE_CAP  # one cap, plain or compressed
 
 HEADER = "stigwatch-document/1 gzip base64"
 _TRAILER = re.compile(r"^stigwatch-end length=(\d+) sha256=([0-9a-f]{64})$")

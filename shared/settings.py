@@ -14,6 +14,9 @@ from shared.errors import UsageError
 
 _UNRESOLVED_KEY_VAULT = "@microsoft.keyvault("
 
+# The largest agent document read, plain or compressed (setting DOCUMENT_MAX_BYTES).
+DEFAULT_SIZE_CAP = 32 * 1024 * 1024
+
 
 def setting(
     environ: Mapping[str, str], name: str, default: str | None = None
