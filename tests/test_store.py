@@ -295,6 +295,9 @@ def test_many_connectors_go_in_batches_of_at_most_one_hundred(
     assert len(changes) == 251
     assert len(store.findings(target="edge01").rows) == 251
     assert len(store.history("edge01")) == 251
+    # The outbox's JSON spans several columns and reads back whole.
+    [outbox] = store.pending_outboxes("s1")
+    assert len(outbox.changes) == 251
 
 
 def test_round_trips_per_target_do_not_grow_with_its_connectors(
@@ -407,3 +410,27 @@ def test_lists_are_stored_as_json_text(azurite: str, store: FindingStore) -> Non
     ]
     assert row["connector"] == "A"
     assert row["rule"] == "EX19-ED-000236"
+
+
+def test_a_value_too_long_for_one_column_is_shortened_and_says_so(
+    store: FindingStore,
+) -> None:
+    huge = finding("A", OPEN)
+    huge = type(huge)(
+        connector="A",
+        key="name:a",
+        status=OPEN,
+        method=None,
+        scope="internal",
+        observed=(
+            ("AddressSpaces", ["SMTP:d%05d.example;1" % n for n in range(5000)]),
+        ),
+        reasons=tuple("reason %05d " % n + "x" * 100 for n in range(1000)),
+    )
+
+    store.record_verdict("edge01", verdict(huge), sighting("s1"))
+
+    [row] = [r for r in store.findings(target="edge01").rows if r["key"] == "name:a"]
+    assert row["observed"]["AddressSpaces"].startswith("(not stored: ")
+    assert row["reasons"][0].startswith("reason 00000")
+    assert row["reasons"][-1].endswith("more not stored: too long for one column)")
