@@ -706,7 +706,8 @@ def finding_from_row(row: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def changes_to_json(changes: Iterable[Change]) -> str:
-    return _json(
+    # Not _json: the outbox spreads long text over columns rather than shorten it.
+    return json.dumps(
         [
             {
                 "target": change.target,
@@ -718,7 +719,8 @@ def changes_to_json(changes: Iterable[Change]) -> str:
                 "remediation": list(change.remediation),
             }
             for change in changes
-        ]
+        ],
+        ensure_ascii=False,
     )
 
 
