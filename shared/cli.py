@@ -64,7 +64,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     evaluate.add_argument("--format", choices=("text", "json"), default="text")
     evaluate.set_defaults(run=run_evaluate)
     for name, (module_name, help_text) in COMMAND_MODULES.items():
-        sub = commands.add_parser(name, help=help_text)
+        # The module parses its own options (and --help) in _run_module.
+        sub = commands.add_parser(name, help=help_text, add_help=False)
         sub.set_defaults(module=module_name, subcommand=name)
 
     args, extra = parser.parse_known_args(argv)

@@ -306,3 +306,22 @@ def test_unusable_file_verdict_is_named_after_the_file_and_shows_why(
     assert text.returncode == 0
     assert "Not_Reviewed" in text.stdout.splitlines()[0]
     assert "empty" in text.stdout.lower()
+
+
+@pytest.mark.parametrize(
+    ("command", "option"), [("scan", "--targets"), ("findings", "--status")]
+)
+def test_module_subcommand_help_names_its_own_options(
+    command: str, option: str
+) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "shared", command, "--help"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert done.returncode == 0, done.stderr
+    assert option in done.stdout
