@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
+from shared.alerts.notify import AlertRuntime
 from shared.errors import TransientCollectError, UsageError
 from shared.inventory import load_inventory_file
 from shared.model import TARGET_KEY, Status
@@ -160,6 +161,10 @@ def run_scan(args: argparse.Namespace, environ: Any = None) -> int:
         ),
         file=err,
     )
+    # As notify would: deliver this scan's alerts (or say what they would be).
+    alerts = AlertRuntime(runtime.environ, runtime.account)
+    for line in alerts.deliver_scan_locally(plan.scan_id).lines():
+        print(line, file=err)
     return 1 if failures or missing else 0
 
 

@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 import requests
 from azure.core.exceptions import AzureError, ResourceExistsError
 from azure.data.tables import TableClient
+from azure.storage.queue import QueueClient, QueueMessage
 
 from shared.account import StorageAccount
 from shared.alerts.channels import Channel, ChannelKind, check_url, configured_channels
@@ -46,7 +47,7 @@ from shared.alerts.watchdog import (
     WatchdogReport,
     run_watchdog,
 )
-from shared.errors import StoreError
+from shared.errors import InputError, StoreError
 from shared.queueing import QueueSender
 from shared.settings import setting
 from shared.store import FindingStore
@@ -226,9 +227,13 @@ class AlertRuntime:
                 % (self.queue_name, type(exc).__name__)
             ) from None
         for message in messages:
-            alert = Alert.from_json(message.content)
-            if alert.scan_id != scan_id:
-                continue  # another run's alert: it reappears for `notify`
+            try:
+                alert = Alert.from_json(message.content)
+            except InputError:
+                alert = None  # not ours to judge here: `notify` poisons it
+            if alert is None or alert.scan_id != scan_id:
+                self._release(queue, message)  # another run's: left to `notify`
+                continue
             if not self.channels:
                 report.unsent.append(alert)
             elif self._deliver_patiently(alert):
@@ -245,6 +250,17 @@ class AlertRuntime:
                     % (self.queue_name, type(exc).__name__)
                 ) from None
         return report
+
+    def _release(self, queue: QueueClient, message: QueueMessage) -> None:
+        try:
+            queue.update_message(message, visibility_timeout=0)
+        except AzureError as exc:
+            log.warning(
+                "queue=%s message of another scan stays hidden for %d s (%s)",
+                self.queue_name,
+                _LOCAL_VISIBILITY,
+                type(exc).__name__,
+            )
 
     def _deliver_patiently(self, alert: Alert) -> bool:
         for attempt in range(1, LOCAL_ATTEMPTS + 1):
