@@ -218,6 +218,10 @@ def check_message(
             scan_id,
             dequeue_count,
         )
+        # The check that completed the scan may have died before queueing its
+        # alerts: queue what is still pending (the same alerts keep the same ids).
+        if runtime.scans.get(scan_id).state == COMPLETE:
+            on_scan_complete(scan_id, runtime)
         return CheckResult(target_id, None)
     last = dequeue_count >= runtime.max_dequeue
     try:
