@@ -7,7 +7,10 @@ tests hold the rule engine, the demo agent and the README's table to them.
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +28,7 @@ from examples.demo_agent import (
 )
 from shared.assess import assess
 from shared.inventory import AgentSource, load_inventory_file
+from shared.model import TARGET_KEY
 
 ROOT = Path(__file__).resolve().parent.parent
 ESTATE = load_estate()
@@ -132,16 +136,32 @@ def test_readme_estate_table_matches_the_estate() -> None:
     assert _readme_estate_rows() == {server.name: server.status for server in ESTATE}
 
 
-def test_generated_inventory_aims_every_target_at_the_agent(tmp_path: Path) -> None:
+def test_generated_inventory_aims_every_target_at_the_agent(
+    agent: DemoAgent, tmp_path: Path
+) -> None:
     path = tmp_path / "inventory.json"
 
-    write_inventory(path, "http://127.0.0.1:4321")
+    write_inventory(path, agent.url_for)
 
     raw = json.loads(path.read_text(encoding="utf-8"))
     assert [target["id"] for target in raw["targets"]] == [s.name for s in ESTATE]
     for target in raw["targets"]:
-        assert target["url"] == "http://127.0.0.1:4321/agents/%s" % target["id"]
+        base = agent.refusing_url if target["id"] in agent.down else agent.url
+        assert target["url"] == "%s/agents/%s" % (base, target["id"])
         assert target["auth"] == "none"
+
+
+@pytest.mark.parametrize("server", DOWN, ids=_name)
+def test_a_down_agents_url_refuses_connections(
+    agent: DemoAgent, server: DemoServer
+) -> None:
+    url = "%s/agents/%s" % (agent.url_for(server.name), server.name)
+    assert url.startswith("http://127.0.0.1:")
+
+    with pytest.raises(requests.exceptions.ConnectionError):
+        requests.post(url, timeout=5)
+
+    assert agent.requests == []
 
 
 def test_generated_inventory_validates(tmp_path: Path) -> None:
@@ -232,3 +252,60 @@ def test_query_prefix_unsets_every_storage_setting_of_the_caller() -> None:
         "env -u AzureWebJobsStorage -u AzureWebJobsStorage__tableServiceUri "
     )
     assert query_prefix({"PATH": "/usr/bin"}) == ""
+
+
+def _scan_and_list(inventory: Path, env: dict[str, str]) -> list[dict[str, Any]]:
+    """`python -m shared scan` the demo inventory, then `findings --format json`."""
+    command = [sys.executable, "-m", "shared"]
+    scan = [*command, "scan", "--targets", str(inventory), "--retry-delay", "0"]
+    scanned = subprocess.run(
+        scan, env=env, cwd=ROOT, capture_output=True, timeout=120, check=False
+    )
+    assert scanned.returncode == 0, scanned.stderr.decode("utf-8", "replace")
+    listed = subprocess.run(
+        [*command, "findings", "--format", "json"],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        timeout=60,
+        check=True,
+    )
+    rows: list[dict[str, Any]] = json.loads(listed.stdout)
+    return rows
+
+
+def test_demo_scan_stores_the_claimed_statuses_and_a_rescan_keeps_them(
+    agent: DemoAgent, azurite: str, unique_name: str, tmp_path: Path
+) -> None:
+    inventory = tmp_path / "inventory.json"
+    write_inventory(inventory, agent.url_for)
+    env = scan_environment(os.environ, azurite)
+    env.update(
+        FINDINGS_TABLE=unique_name + "f",
+        HISTORY_TABLE=unique_name + "h",
+        SCANS_TABLE=unique_name + "s",
+        AGENT_MAX_ATTEMPTS="1",  # the down agent needs no retries here
+    )
+
+    first = _scan_and_list(inventory, env)
+    second = _scan_and_list(inventory, env)
+
+    targets = {
+        row["target"]: row["status"] for row in first if row["key"] == TARGET_KEY
+    }
+    assert targets == {server.name: server.status for server in ESTATE}
+    connectors = {
+        (row["target"], row["connector"]): row["status"]
+        for row in first
+        if row["key"] != TARGET_KEY
+    }
+    assert connectors == {
+        (server.name, connector): status
+        for server in ESTATE
+        for connector, status in server.connectors.items()
+    }
+    assert [row["firstSeen"] for row in second] == [row["firstSeen"] for row in first]
+    assert [(row["key"], row["status"]) for row in second] == [
+        (row["key"], row["status"]) for row in first
+    ]
+    assert set(agent.requests) == {server.name for server in SERVED}
