@@ -6,7 +6,8 @@
     │                     verdict with the reason, never a crash and never a pass
     ├── CollectError      a target's data could not be had; stored as Not_Reviewed
     │   └── TransientCollectError   worth retrying (the queue redelivers the message)
-    └── StoreError        Table or queue storage failed; the message is retried
+    ├── StoreError        Table or queue storage failed; the message is retried
+    └── AlertDeliveryError   an alert is still pending on a channel; retried later
 
 Every message quotes the bad value where there is one and says what to do.
 """
@@ -34,3 +35,15 @@ class TransientCollectError(CollectError):
 
 class StoreError(StigwatchError):
     """Table or queue storage failed."""
+
+
+class AlertDeliveryError(StigwatchError):
+    """An alert is still pending on some channel; the queue should try again later.
+
+    `wait` is how many seconds until the earliest channel may be tried again, when a
+    receiver said (Retry-After) or a backoff applies.
+    """
+
+    def __init__(self, message: str, wait: float | None = None) -> None:
+        super().__init__(message)
+        self.wait = wait

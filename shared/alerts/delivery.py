@@ -48,25 +48,13 @@ from shared.alerts.render import encode
 from shared.alerts.slack import slack_payload
 from shared.alerts.teams import teams_payload
 from shared.alerts.webhook import signed_request
-from shared.errors import StigwatchError, StoreError
+from shared.errors import AlertDeliveryError, StoreError
 
 log = logging.getLogger(__name__)
 
 DEFAULT_RETRY_SECONDS = 5.0  # when a throttled or failing receiver gives no Retry-After
 LEASE_SECONDS = 120.0  # a post plus its record fit well inside this
 WEBHOOK_ROW = "webhook"  # PartitionKey of the rows that mark a webhook as gone
-
-
-class AlertDeliveryError(StigwatchError):
-    """An alert is still pending on some channel; the queue should try again later.
-
-    `wait` is how many seconds until the earliest channel may be tried again, when a
-    receiver said (Retry-After) or a backoff applies.
-    """
-
-    def __init__(self, message: str, wait: float | None = None) -> None:
-        super().__init__(message)
-        self.wait = wait
 
 
 class Clock(Protocol):

@@ -29,7 +29,6 @@ from azure.storage.queue import QueueClient, QueueMessage
 from shared.account import StorageAccount
 from shared.alerts.channels import Channel, ChannelKind, check_url, configured_channels
 from shared.alerts.delivery import (
-    AlertDeliveryError,
     ChannelOutcome,
     Clock,
     Deliverer,
@@ -47,7 +46,7 @@ from shared.alerts.watchdog import (
     WatchdogReport,
     run_watchdog,
 )
-from shared.errors import InputError, StoreError
+from shared.errors import AlertDeliveryError, InputError, StoreError
 from shared.queueing import QueueSender
 from shared.settings import setting
 from shared.store import FindingStore

@@ -12,7 +12,6 @@ import requests
 from shared.alerts.changes import classify
 from shared.alerts.channels import Channel, configured_channels
 from shared.alerts.delivery import (
-    AlertDeliveryError,
     Deliverer,
     DeliveryLedger,
     Pacer,
@@ -20,6 +19,7 @@ from shared.alerts.delivery import (
     State,
 )
 from shared.alerts.messages import Alert, build_alerts
+from shared.errors import AlertDeliveryError
 from shared.model import Status
 from tests.alerts.conftest import FakeClock, Receiver
 from tests.alerts.factories import change
