@@ -29,7 +29,6 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import Any, Protocol
 
 import requests
@@ -48,6 +47,7 @@ from shared.alerts.render import encode
 from shared.alerts.slack import slack_payload
 from shared.alerts.teams import teams_payload
 from shared.alerts.webhook import signed_request
+from shared.collectors.http import retry_after_seconds
 from shared.errors import AlertDeliveryError, StoreError
 
 log = logging.getLogger(__name__)
@@ -178,25 +178,12 @@ class Poster:
         if status in (404, 410):
             return PostResult(State.GONE, status, detail)
         if status in (408, 425, 429) or status >= 500:
-            wait = retry_after(response.headers.get("Retry-After"), self._clock.now())
+            wait = retry_after_seconds(
+                response.headers.get("Retry-After"),
+                datetime.fromtimestamp(self._clock.now(), UTC),
+            )
             return PostResult(State.PENDING, status, detail, wait)
         return PostResult(State.REJECTED, status, detail)
-
-
-def retry_after(value: str | None, now: float) -> float | None:
-    """Seconds to wait from a Retry-After header (seconds or an HTTP date)."""
-    if value is None or not value.strip():
-        return None
-    text = value.strip()
-    if text.isdigit():
-        return float(text)
-    try:
-        when = parsedate_to_datetime(text)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, when.timestamp() - now)
 
 
 def _snippet(response: requests.Response) -> str:
