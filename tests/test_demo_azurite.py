@@ -16,6 +16,7 @@ import pytest
 from azure.data.tables import TableServiceClient
 
 from examples.azurite import AzuriteError, LocalAzurite
+from shared.account import LOCAL_CONNECTION_STRING
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -37,13 +38,16 @@ def local(tmp_path: Path) -> Iterator[LocalAzurite]:
         azurite.stop()
 
 
-def test_default_ports_are_azurites_own() -> None:
+def test_the_demo_stores_where_findings_reads_by_default() -> None:
     azurite = LocalAzurite(ROOT, ROOT / ".azurite")
 
     assert azurite.ports == (10000, 10001, 10002)
-    assert "TableEndpoint=http://127.0.0.1:10002/devstoreaccount1;" in (
-        azurite.connection_string
-    )
+    assert _parts(azurite.connection_string) == _parts(LOCAL_CONNECTION_STRING)
+
+
+def _parts(connection_string: str) -> dict[str, str]:
+    pairs = (part.split("=", 1) for part in connection_string.split(";") if part)
+    return {name.lower(): value for name, value in pairs}
 
 
 def test_first_call_starts_azurite_and_records_its_pid(local: LocalAzurite) -> None:
