@@ -109,9 +109,15 @@ def unique_name() -> str:
     return "t" + uuid.uuid4().hex[:20]
 
 
+_PROXY_SETTINGS = {"http_proxy", "https_proxy", "all_proxy"}
+
+
 @pytest.fixture(autouse=True)
 def _no_ambient_storage(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Tests never pick up a storage account or webhook from the caller's shell."""
+    """Tests never pick up a storage account, webhook or proxy from the shell."""
     for name in list(os.environ):
-        if name.startswith(("AzureWebJobsStorage", "TEAMS_", "SLACK_", "ALERT_")):
+        # Proxy settings too: test traffic stays on loopback, never through a proxy.
+        if name.startswith(("AzureWebJobsStorage", "TEAMS_", "SLACK_", "ALERT_")) or (
+            name.lower() in _PROXY_SETTINGS
+        ):
             monkeypatch.delenv(name, raising=False)
