@@ -96,7 +96,7 @@ def _size_cap() -> int:
     text = setting(os.environ, "DOCUMENT_MAX_BYTES")
     if text is None:
         return DEFAULT_SIZE_CAP
-    if not text.isdigit() or int(text) <= 0:
+    if not (text.isascii() and text.isdigit()) or int(text) <= 0:
         raise UsageError("DOCUMENT_MAX_BYTES=%r is not a positive whole number" % text)
     return int(text)
 

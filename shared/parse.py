@@ -357,6 +357,11 @@ def _bool(value: Any) -> bool | None:
     raise _BadValueError("%s is not True or False" % _describe(value))
 
 
+def _is_number(text: str) -> bool:
+    """ASCII digits only: str.isdigit also takes "²" (which int() refuses) and "٤"."""
+    return text.isascii() and text.isdigit()
+
+
 def _tls_auth_level(value: Any) -> TlsAuthLevel | None:
     if value is None:
         return None
@@ -379,7 +384,7 @@ def _tls_auth_level_scalar(value: Any) -> TlsAuthLevel:
         number = value
     elif isinstance(value, str):
         text = value.strip()
-        if text.isdigit():
+        if _is_number(text):
             number = int(text)
         else:
             for member in TlsAuthLevel:
@@ -419,7 +424,7 @@ def _address_space_text(text: str) -> AddressSpace:
         (match.group(1).upper(), match.group(2)) if match else ("SMTP", text)
     )
     head, _, cost = address.rpartition(";")
-    if head and cost.strip().isdigit():
+    if head and _is_number(cost.strip()):
         address = head
     address = address.strip()
     if not address:
@@ -687,7 +692,7 @@ def _accepted_domain_type(value: Any) -> str:
             return _ACCEPTED_DOMAIN_TYPES[value]
     elif isinstance(value, str):
         text = value.strip()
-        if text.isdigit() and int(text) in _ACCEPTED_DOMAIN_TYPES:
+        if _is_number(text) and int(text) in _ACCEPTED_DOMAIN_TYPES:
             return _ACCEPTED_DOMAIN_TYPES[int(text)]
         for known in _ACCEPTED_DOMAIN_TYPES.values():
             if known.lower() == text.lower():

@@ -30,6 +30,8 @@ _LISTS = {"LST", "IE", "STK", "QUE"}
 _MAX_DEPTH = 100
 # Enums pair "value" with "Value"; any other key twice is a duplicate.
 _ENUM_PAIR = "value"
+# PowerShell writes numbers in ASCII; int() alone would also take "٤" or "1_0".
+_INTEGER = re.compile(r"[+-]?[0-9]+")
 
 
 class PSObject(dict[str, Any]):
@@ -98,14 +100,15 @@ class _Reader:
         if tag == "B":
             return text.strip().lower() == "true"
         if tag in _INTEGERS:
-            try:
-                return int(text.strip())
-            except ValueError:
-                raise InputError("CliXML <%s> holds %r" % (tag, text[:40])) from None
+            return self.integer(tag, text)
         if tag in _FLOATS:
             return text.strip()
         if tag == "C":
-            return chr(int(text.strip())) if text.strip().isdigit() else text
+            # A char is written as its UTF-16 code unit.
+            code = self.integer(tag, text)
+            if not 0 <= code <= 0xFFFF:
+                raise InputError("CliXML <C> holds %r, not a character" % text[:40])
+            return chr(code)
         if tag in _TEXTS:
             return _unescape(text)
         if tag == "Ref":
@@ -113,6 +116,14 @@ class _Reader:
         if tag == "Obj":
             return self.obj(element)
         raise InputError("CliXML element <%s> is not one PowerShell writes" % tag)
+
+    def integer(self, tag: str, text: str) -> int:
+        try:
+            if not _INTEGER.fullmatch(text.strip()):
+                raise ValueError(text)
+            return int(text.strip())
+        except ValueError:
+            raise InputError("CliXML <%s> holds %r" % (tag, text[:40])) from None
 
     def reference(self, ref: str) -> Any:
         if ref in self.building:

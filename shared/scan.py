@@ -358,7 +358,10 @@ def findings_query(
     except ValueError as error:
         return 400, {"error": str(error)}
     top_text = params.get("top") or str(DEFAULT_TOP)
-    if not top_text.isdigit() or not 1 <= int(top_text) <= MAX_TOP:
+    # isascii: str.isdigit also takes "²", which int() refuses.
+    if not (top_text.isascii() and top_text.isdigit()) or not (
+        1 <= int(top_text) <= MAX_TOP
+    ):
         return 400, {
             "error": "top %r is not a whole number from 1 to %d" % (top_text, MAX_TOP)
         }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -230,6 +231,30 @@ def test_usage_error_is_exit_2_with_one_stderr_line(tmp_path: Path, case: str) -
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     assert len(lines) == 1, done.stderr
     assert done.stdout.strip() == ""
+
+
+@pytest.mark.parametrize("cap", ["0", "ten", "\u00b2"], ids=repr)
+def test_bad_size_cap_setting_is_exit_2_with_one_stderr_line(cap: str) -> None:
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "shared",
+            "evaluate",
+            CASES / "p01-edge-compliant" / "input.json",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={**os.environ, "DOCUMENT_MAX_BYTES": cap},
+    )
+
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    assert "DOCUMENT_MAX_BYTES" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
 
 
 def test_usage_error_names_the_missing_file(tmp_path: Path) -> None:

@@ -315,6 +315,23 @@ def test_accepted_domains_and_transport_config_are_read() -> None:
     )
 
 
+@pytest.mark.parametrize("domain_type", ["\u00b2", "\u0660"], ids=repr)
+def test_accepted_domain_type_in_other_digits_leaves_the_section_unread(
+    domain_type: str,
+) -> None:
+    snapshot = parse(
+        document(
+            [connector()],
+            acceptedDomains=[
+                {"DomainName": "contoso.example", "DomainType": domain_type}
+            ],
+        )
+    )
+
+    assert snapshot.accepted_domains is None
+    assert any("acceptedDomains could not be read" in note for note in snapshot.notes)
+
+
 # --- names and keys ------------------------------------------------------------------
 
 
@@ -401,7 +418,12 @@ def test_enum_forms(value: Any, level: TlsAuthLevel | None) -> None:
 
 
 @pytest.mark.parametrize(
-    "value", ["", " ", 3, "3", 0, 8, "Bogus", True, 4.5, {"value": 7}, ["4"]], ids=repr
+    "value",
+    [
+        *["", " ", 3, "3", 0, 8, "Bogus", True, 4.5, {"value": 7}, ["4"]],
+        *["\u00b2", "\u0664", "\uff14"],  # superscript 2, Arabic-Indic and wide 4
+    ],
+    ids=repr,
 )
 def test_unrecognised_enum_is_a_judge_problem(value: Any) -> None:
     parsed = one_connector(TlsAuthLevel=value)
@@ -991,6 +1013,40 @@ def test_hostile_xml_is_refused_fast_without_reading_files(
 def test_broken_clixml_is_an_input_error(text: str) -> None:
     with pytest.raises(InputError):
         parse_document(text.encode(), source_name="broken")
+
+
+@pytest.mark.parametrize(
+    "element",
+    [
+        '<C N="X">99999999999</C>',
+        '<C N="X">\u00b2</C>',
+        '<C N="X">A</C>',
+        '<I32 N="X">\u0664</I32>',
+        '<I32 N="X">1_0</I32>',
+        '<I64 N="X">%s</I64>' % ("9" * 5000),
+    ],
+    ids=[
+        "char-out-of-range",
+        "char-superscript",
+        "char-letter",
+        "arabic-digit",
+        "underscore",
+        "huge",
+    ],
+)
+def test_clixml_number_not_in_ascii_digits_is_an_input_error(element: str) -> None:
+    text = clixml(connector()).decode("utf-8-sig")
+    text = text.replace('<S N="Name">', element + '<S N="Name">', 1)
+
+    with pytest.raises(InputError, match="CliXML <"):
+        parse_document(text.encode(), source_name="broken")
+
+
+def test_clixml_char_is_read_from_its_code_unit() -> None:
+    text = clixml(connector()).decode("utf-8-sig")
+    text = text.replace('<S N="Name">To corp hub</S>', '<C N="Name">65</C>', 1)
+
+    assert parse_document(text.encode(), source_name="c").send_connectors[0].name == "A"
 
 
 # --- reading files -------------------------------------------------------------------

@@ -325,6 +325,7 @@ def test_an_inventory_of_bad_entries_only_completes_in_plan(
         ({"top": "1001"}, "top '1001' is not a whole number from 1 to 1000"),
         ({"top": "0"}, "top '0'"),
         ({"top": "ten"}, "top 'ten'"),
+        ({"top": "\u00b2"}, "top '\u00b2'"),  # isdigit, but int() refuses it
         ({"continuationToken": "garbage!"}, "continuationToken"),
     ],
 )

@@ -179,7 +179,8 @@ def retry_after_seconds(value: str | None, now: datetime) -> float | None:
     if value is None or not value.strip():
         return None
     text = value.strip()
-    if text.isdigit():
+    # isascii: str.isdigit also takes "²", which float() refuses.
+    if text.isascii() and text.isdigit():
         return float(text)
     try:
         when = parsedate_to_datetime(text)
@@ -347,7 +348,7 @@ class _Exchange:
         """The body, refused once it passes the cap: never more than cap+chunk held."""
         cap = self.options.max_bytes
         declared = response.headers.get("Content-Length", "")
-        if declared.isdigit() and int(declared) > cap:
+        if declared.isascii() and declared.isdigit() and int(declared) > cap:
             raise self._too_big()
         body = bytearray()
         raw = response.raw  # urllib3's response: read1 returns what has arrived

@@ -49,6 +49,7 @@ def _closed_port() -> int:
         ("Mon, 30 Nov 2026 06:00:12 GMT", 12.0),
         ("Mon, 30 Nov 2026 05:59:00 GMT", 0.0),  # in the past: go now
         ("soon", None),
+        ("\u00b2", None),  # isdigit, but float() refuses it
         ("-3", None),
         ("", None),
         (None, None),
