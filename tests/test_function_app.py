@@ -19,9 +19,10 @@ from azure.storage.queue import QueueClient
 
 import function_app
 from shared.alerts.notify import ALERTS_QUEUE
+from shared.model import TARGET_KEY, Status
 from shared.queueing import SCAN_QUEUE
 from tests.conftest import DATA, ROOT
-from tests.storage_fixtures import environ_for
+from tests.storage_fixtures import environ_for, finding, sighting, verdict
 
 
 @pytest.fixture(scope="session")
@@ -192,3 +193,115 @@ def test_findings_answers_a_bad_status_with_a_400(
     body = response.get_body().decode()
     assert "\n" not in body
     assert "unknown status 'red'" in json.loads(body)["error"]
+
+
+def test_every_binding_name_equals_its_functions_parameters(
+    indexed: dict[str, Any],
+) -> None:
+    # A parameter no binding names is as fatal to the host as the reverse.
+    for name, function in indexed.items():
+        parameters = set(inspect.signature(function.get_user_function()).parameters)
+        names = {
+            binding["name"]
+            for binding in function.get_bindings_dict()["bindings"]
+            if binding["name"] != "$return"
+        }
+        assert names == parameters, (name, names, parameters)
+
+
+FINDINGS_JSON = [sys.executable, "-m", "shared", "findings", "--format", "json"]
+
+
+def _get_findings(params: dict[str, str]) -> tuple[int, dict[str, Any]]:
+    response = function_app.findings(
+        func.HttpRequest("GET", "/api/findings", params=params, body=b"")
+    )
+    body = response.get_body().decode()
+    assert "\n" not in body
+    return response.status_code, json.loads(body)
+
+
+def _store_three_targets() -> None:
+    store = function_app.runtime().findings
+    for target in ("EDGE-A", "EDGE-B", "EDGE-C"):
+        store.record_verdict(
+            target,
+            verdict(finding("Outbound", Status.OPEN), server=target),
+            sighting("s1"),
+        )
+
+
+@pytest.mark.azurite
+@pytest.mark.parametrize(
+    ("top", "code"),
+    [("1000", 200), ("1", 200), ("1001", 400), ("0", 400), ("-5", 400)],
+)
+def test_findings_takes_top_up_to_1000_only(
+    app_settings: dict[str, str], top: str, code: int
+) -> None:
+    status, body = _get_findings({"top": top})
+
+    assert status == code
+    if code == 400:
+        assert list(body) == ["error"]
+        assert repr(top) in body["error"]
+    else:
+        assert set(body) == {"findings", "continuationToken"}
+
+
+@pytest.mark.azurite
+def test_findings_pages_through_the_http_function_with_continuation_tokens(
+    app_settings: dict[str, str],
+) -> None:
+    _store_three_targets()
+
+    status, page = _get_findings({"top": "2", "status": "OPEN"})
+    rows = list(page["findings"])
+    pages = 1
+    while page["continuationToken"]:
+        assert len(page["findings"]) <= 2
+        assert pages < 10, "the continuation token does not move the query on"
+        status, page = _get_findings(
+            {
+                "top": "2",
+                "status": "open",
+                "continuationToken": page["continuationToken"],
+            }
+        )
+        assert status == 200
+        rows += page["findings"]
+        pages += 1
+
+    assert status == 200
+    assert pages >= 3  # six Open rows (three targets, each with a connector) by two
+    assert sorted((r["target"], r["key"]) for r in rows) == sorted(
+        (t, k)
+        for t in ("EDGE-A", "EDGE-B", "EDGE-C")
+        for k in (TARGET_KEY, "name:outbound")
+    )
+
+
+@pytest.mark.azurite
+def test_findings_rows_are_the_ones_the_cli_prints_as_json(
+    app_settings: dict[str, str],
+) -> None:
+    _store_three_targets()
+    status, body = _get_findings({"target": "EDGE-B"})
+
+    listed = subprocess.run(
+        [*FINDINGS_JSON, "--target", "EDGE-B"],
+        cwd=ROOT,
+        env={
+            "PATH": os.environ.get("PATH", ""),
+            "PYTHONPATH": str(ROOT),
+            **app_settings,
+        },
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+
+    assert status == 200
+    assert len(body["findings"]) == 2
+    assert body["findings"] == json.loads(listed.stdout)
