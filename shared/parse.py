@@ -335,9 +335,10 @@ def _domain(value: Any) -> Domain | None:
             "a domain object carries no Address, string form or Domain"
         )
     domain = _domain_name(text)
-    if _bool_or_none(value.get_any("IsStar")):
+    # A garbled flag is an error, not False: it may be what makes the domain a wildcard.
+    if _bool(value.get_any("IsStar")):
         return Domain("*")
-    if _bool_or_none(value.get_any("IncludeSubDomains")) and not domain.is_wildcard:
+    if _bool(value.get_any("IncludeSubDomains")) and not domain.is_wildcard:
         return Domain("*." + domain.name)
     return domain
 
@@ -366,16 +367,25 @@ def _tls_auth_level(value: Any) -> TlsAuthLevel | None:
     if value is None:
         return None
     if isinstance(value, PSObject):
-        forms = value.values_named("value")
-        if not forms and isinstance(value.get(TOSTRING), str):
-            forms = [value[TOSTRING]]
-        if not forms:
-            raise _BadValueError("an enum object carries no value")
-        levels = {_tls_auth_level_scalar(form) for form in forms}
+        levels = {_tls_auth_level_scalar(form) for form in _enum_forms(value)}
         if len(levels) != 1:
             raise _BadValueError("the enum object's values disagree")
         return levels.pop()
     return _tls_auth_level_scalar(value)
+
+
+def _enum_forms(value: PSObject) -> list[Any]:
+    """Every form an enum object carries: its value(s) and its string form.
+
+    CliXML writes both the number and the name; they must agree, or the value is
+    not trusted.
+    """
+    forms = value.values_named("value")
+    if isinstance(value.get(TOSTRING), str):
+        forms.append(value[TOSTRING])
+    if not forms:
+        raise _BadValueError("an enum object carries no value")
+    return forms
 
 
 def _tls_auth_level_scalar(value: Any) -> TlsAuthLevel:
@@ -685,8 +695,10 @@ def _accepted_domains(raw: Any) -> tuple[AcceptedDomain, ...]:
 
 def _accepted_domain_type(value: Any) -> str:
     if isinstance(value, PSObject):
-        forms = value.values_named("value") or [value.get(TOSTRING)]
-        value = forms[0]
+        types = {_accepted_domain_type(form) for form in _enum_forms(value)}
+        if len(types) != 1:
+            raise _BadValueError("the DomainType object's values disagree")
+        return types.pop()
     if isinstance(value, int) and not isinstance(value, bool):
         if value in _ACCEPTED_DOMAIN_TYPES:
             return _ACCEPTED_DOMAIN_TYPES[value]

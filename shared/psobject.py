@@ -98,7 +98,10 @@ class _Reader:
         if tag == "Nil":
             return None
         if tag == "B":
-            return text.strip().lower() == "true"
+            # Anything but true/false stays text, so the reader reports it instead of
+            # reading it as False (a garbled IgnoreSTARTTLS must not pass).
+            flag = text.strip().lower()
+            return flag == "true" if flag in ("true", "false") else text
         if tag in _INTEGERS:
             return self.integer(tag, text)
         if tag in _FLOATS:

@@ -620,6 +620,35 @@ def test_tls_domain_forms(value: Any, expected: str | None) -> None:
     assert parsed.tls_domain == (Domain(expected) if expected else None)
 
 
+@pytest.mark.parametrize("flag", ["IncludeSubDomains", "IsStar"])
+@pytest.mark.parametrize("value", ["yes", 1, ""], ids=repr)
+def test_domain_object_with_a_garbled_wildcard_flag_is_a_judge_problem(
+    flag: str, value: Any
+) -> None:
+    parsed = one_connector(TlsDomain={"Address": "contoso.example", flag: value})
+
+    assert parsed.tls_domain is None
+    assert any("TlsDomain" in problem for problem in parsed.judge_problems)
+
+
+def test_accepted_domain_type_object_whose_forms_disagree_leaves_section_unread() -> (
+    None
+):
+    snapshot = parse(
+        document(
+            [connector()],
+            acceptedDomains=[
+                {
+                    "DomainName": "contoso.example",
+                    "DomainType": {"value": 1, "\u0000ToString": "Authoritative"},
+                }
+            ],
+        )
+    )
+
+    assert snapshot.accepted_domains is None
+
+
 def test_is_star_domain_object_is_a_wildcard() -> None:
     parsed = one_connector(TlsDomain={"Domain": "contoso.example", "IsStar": True})
 
@@ -1047,6 +1076,32 @@ def test_clixml_char_is_read_from_its_code_unit() -> None:
     text = text.replace('<S N="Name">To corp hub</S>', '<C N="Name">65</C>', 1)
 
     assert parse_document(text.encode(), source_name="c").send_connectors[0].name == "A"
+
+
+@pytest.mark.parametrize("text", ["1", "", "yes", "TRUE!"], ids=repr)
+def test_clixml_bool_neither_true_nor_false_is_a_judge_problem(text: str) -> None:
+    xml = clixml(connector()).decode("utf-8-sig")
+    xml = xml.replace(
+        '<B N="IgnoreSTARTTLS">false</B>', '<B N="IgnoreSTARTTLS">%s</B>' % text
+    )
+
+    [parsed] = parse_document(xml.encode(), source_name="b").send_connectors
+
+    assert parsed.ignore_starttls is None
+    assert any("IgnoreSTARTTLS" in problem for problem in parsed.judge_problems)
+
+
+def test_clixml_enum_whose_name_and_number_disagree_is_a_judge_problem() -> None:
+    xml = clixml(connector()).decode("utf-8-sig")
+    assert "<ToString>DomainValidation</ToString><I32>4</I32>" in xml
+    xml = xml.replace(
+        "<ToString>DomainValidation</ToString>", "<ToString>EncryptionOnly</ToString>"
+    )
+
+    [parsed] = parse_document(xml.encode(), source_name="e").send_connectors
+
+    assert parsed.tls_auth_level is None
+    assert any("disagree" in problem for problem in parsed.judge_problems)
 
 
 # --- reading files -------------------------------------------------------------------
