@@ -27,7 +27,9 @@ from typing import Any
 import pytest
 
 from shared.assess import assess
+from shared.inventory import load_inventory_file
 from shared.model import TARGET_KEY
+from shared.scan import build_runtime, check_message, plan_scan
 from shared.scans import COMPLETE
 from tests.collectors import conftest as peers
 from tests.conftest import DATA, ROOT
@@ -35,8 +37,9 @@ from tests.storage_fixtures import environ_for, finding_store, scan_book
 
 pytestmark = pytest.mark.azurite
 
-# The collectors' session CA, made available to this module's fixtures.
+# The collectors' session CA and loopback servers, made available to this module.
 pki = peers.pki
+serve = peers.serve
 
 SCAN = [sys.executable, "-m", "shared", "scan"]
 MiB = 1024 * 1024
@@ -274,3 +277,56 @@ def test_the_scan_row_counts_two_done_and_four_failed(scanned: Scanned) -> None:
         4,
         COMPLETE,
     )
+
+
+def test_an_agent_that_stops_answering_turns_its_rows_not_reviewed_with_history(
+    azurite: str,
+    unique_name: str,
+    pki: peers.Pki,
+    serve: peers.Serve,
+    tmp_path: Path,
+) -> None:
+    # DESIGN §4: first-seen kept, a history row per connector, no row lost.
+    agent = serve(
+        peers.answer(200, (DATA / "estate" / "edge-bergen.json").read_bytes()),
+        peers.answer(200, LOGIN_PAGE, {"Content-Type": "text/html"}),
+    )
+    inventory = tmp_path / "inventory.json"
+    entry = {"id": "EDGE-B", "collector": "agent", "url": agent.url(), "auth": "none"}
+    inventory.write_text(json.dumps({"targets": [entry]}))
+    sent: list[str] = []
+    environ = {
+        **environ_for(azurite, unique_name),
+        "AGENT_CA_BUNDLE": str(pki.ca_bundle),
+    }
+    runtime = build_runtime(environ, send=sent.extend)
+
+    def scan() -> str:
+        sent.clear()
+        planned = plan_scan(load_inventory_file(inventory), runtime)
+        [message] = sent
+        check_message(message, 1, runtime)
+        return planned.scan_id
+
+    scan()
+    before = {r["key"]: r for r in runtime.findings.findings(target="EDGE-B").rows}
+    second = scan()
+
+    after = {r["key"]: r for r in runtime.findings.findings(target="EDGE-B").rows}
+    assert set(after) == set(before)
+    assert len(after) > 2  # the target row and its connectors
+    assert {r["status"] for r in after.values()} == {"Not_Reviewed"}
+    assert {k: r["firstSeen"] for k, r in after.items()} == {
+        k: r["firstSeen"] for k, r in before.items()
+    }
+    assert all("HTML page" in r["reasons"][0] for r in after.values())
+    written = {
+        h["key"]: (h["event"], h["previous"], h["status"])
+        for h in runtime.findings.history("EDGE-B")
+        if h["scanId"] == second
+    }
+    assert written == {
+        k: ("changed", r["status"], "Not_Reviewed")
+        for k, r in before.items()
+        if r["status"] != "Not_Reviewed"
+    }
