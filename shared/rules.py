@@ -486,6 +486,15 @@ def _domain_secure(connector: SendConnector, context: _Context) -> _PathResult:
 
     config = context.snapshot.transport_config
     domains = _secured_domains(connector)
+    # DISA: domains configured for mutual TLS take no wildcard, on the connector or
+    # in the transport config's list; a wildcard secures nothing by name.
+    for domain in domains:
+        if domain.is_wildcard:
+            result.reasons.append(
+                "address space %s is a wildcard; mutual TLS needs each partner domain "
+                "by name (expected no wildcard)" % domain
+            )
+    domains = [d for d in domains if not d.is_wildcard]
     if config is None:
         if not result.reasons:
             result.outcome = _Outcome.UNDECIDED
@@ -505,19 +514,31 @@ def _domain_secure(connector: SendConnector, context: _Context) -> _PathResult:
                 )
             )
         _receive_side_notes(result, domains, context)
-    elif not config.send_domain_secure:
+    elif not _named(config.send_domain_secure):
         result.reasons.append(
-            "TLSSendDomainSecureList is empty; a connector with no domain of its own "
-            "(address space * or --) needs the mutual TLS domains listed there"
+            "TLSSendDomainSecureList %s; a connector with no domain of its own "
+            "(address space * or --) needs the mutual TLS domains listed there by name"
+            % (
+                "holds only the wildcard(s) %s"
+                % ", ".join(d.name for d in config.send_domain_secure)
+                if config.send_domain_secure
+                else "is empty"
+            )
         )
     else:
+        named = _named(config.send_domain_secure)
         result.notes.append(
             "mutual TLS applies to the domains in TLSSendDomainSecureList: %s"
-            % ", ".join(d.name for d in config.send_domain_secure)
+            % ", ".join(d.name for d in named)
         )
-        _receive_side_notes(result, list(config.send_domain_secure), context)
+        _receive_side_notes(result, named, context)
     result.outcome = _Outcome.FAILED if result.reasons else _Outcome.PASSED
     return result
+
+
+def _named(domains: Sequence[Domain]) -> list[Domain]:
+    """The domains named outright: a wildcard entry secures no domain by name."""
+    return [d for d in domains if not d.is_wildcard]
 
 
 def _receive_side_notes(
@@ -656,8 +677,8 @@ def _domain_secure_fix(
     )
     notes = []
     config = context.snapshot.transport_config
-    listed = config.send_domain_secure if config else ()
-    domains = _secured_domains(connector)
+    listed = _named(config.send_domain_secure) if config else []
+    domains = _named(_secured_domains(connector))
     for domain in domains:
         if domain not in listed:
             lines.append(

@@ -495,6 +495,28 @@ def test_domain_secure_fix_adds_only_the_missing_domains() -> None:
     ]
 
 
+def test_domain_secure_fix_never_adds_a_wildcard_to_the_secure_list() -> None:
+    finding, _ = open_fix(
+        {
+            **DOMAIN_SECURE_CHANGES,
+            "AddressSpaces": ["SMTP:*.contoso.example;1", "SMTP:b.contoso.example;1"],
+        },
+        {
+            "transportConfig": {
+                "TLSSendDomainSecureList": ["*.contoso.example"],
+                "TLSReceiveDomainSecureList": [],
+            }
+        },
+        policy=DS_POLICY,
+    )
+
+    assert any("wildcard" in reason for reason in finding.reasons)
+    transport = [line for line in finding.remediation if "Set-TransportConfig" in line]
+    assert transport == [
+        "Set-TransportConfig -TLSSendDomainSecureList @{Add='b.contoso.example'}"
+    ]
+
+
 def test_domain_secure_fix_without_missing_domain_leaves_transport_config() -> None:
     finding, _ = open_fix(
         {**DOMAIN_SECURE_CHANGES, "DomainSecureEnabled": False},
