@@ -2,8 +2,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import itertools
 import logging
 import socket
+import threading
+import time
 from typing import Any
 
 import pytest
@@ -17,6 +20,7 @@ from shared.alerts.delivery import (
     Pacer,
     Poster,
     State,
+    SystemClock,
 )
 from shared.alerts.messages import Alert, build_alerts
 from shared.errors import AlertDeliveryError
@@ -244,3 +248,29 @@ def test_secrets_never_reach_logs_errors_or_repr(
     assert "urllib3" in caplog.text  # the debug lines were captured, and masked
     for token in TOKENS:
         assert token not in seen
+
+
+def test_posts_from_many_threads_to_one_webhook_go_one_at_a_time_and_spaced() -> None:
+    # The alerts queue hands the host several messages at once (host.json batchSize
+    # is app-wide), so the pacing must hold across threads of one instance.
+    pacer, gap = Pacer(SystemClock()), 0.05
+    start = threading.Barrier(4)
+    turns: list[tuple[float, float]] = []
+
+    def post() -> None:
+        start.wait()
+        with pacer.turn("teams", 1 / gap):
+            began = time.monotonic()
+            time.sleep(0.01)
+            turns.append((began, time.monotonic()))
+
+    threads = [threading.Thread(target=post) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=10)
+
+    turns.sort()
+    assert len(turns) == 4
+    for (_, ended), (began, _) in itertools.pairwise(turns):
+        assert began - ended >= gap * 0.9  # after the previous turn ended, and spaced
