@@ -39,7 +39,10 @@ def slack_payload(alert: Alert, link: str | None = None) -> dict[str, Any]:
         {"type": "context", "elements": elements},
     ]
     payload = {
-        "text": _cut("%s. %s" % (alert.title, alert.summary), MAX_SECTION_TEXT),
+        # Slack reads the fallback as mrkdwn too: escape it like the blocks.
+        "text": _cut(
+            _escape("%s. %s" % (alert.title, alert.summary)), MAX_SECTION_TEXT
+        ),
         "blocks": blocks,
     }
     shown = 0
