@@ -406,3 +406,38 @@ def test_inventory_arc_target_scans_end_to_end_against_the_standin(
     assert verdict.status.value == "Open"
     assert {f.connector for f in verdict.findings} >= {"Relay to Site2 hub"}
     assert len(standin.deleted) == 1
+
+
+@pytest.mark.parametrize(
+    "standin", [Scenario(output=OUTPUT, put_status=202)], indirect=True
+)
+def test_a_create_accepted_with_202_is_polled_to_its_end(
+    standin: StandIn, pki: Pki
+) -> None:
+    collector, _, _ = _collector(standin, pki)
+
+    assert collector.collect() == DOCUMENT
+    assert _methods(standin) == ["GET", "PUT rc", "GET rc", "GET rc", "DELETE rc"]
+
+
+@pytest.mark.parametrize(
+    ("name", "endpoint"),
+    [
+        ("public", "https://management.azure.com"),
+        ("usgovernment", "https://management.usgovcloudapi.net"),
+        ("china", "https://management.chinacloudapi.cn"),
+    ],
+)
+def test_azure_cloud_picks_the_resource_manager_and_its_token_scope(
+    name: str, endpoint: str
+) -> None:
+    tokens = FakeTokens()
+    target = Target(
+        id="EDGE01", source=ArcSource(machine_id=MACHINE_ID, location="usgovvirginia")
+    )
+    collector = ArcCollector(target, {"AZURE_CLOUD": name}, token_provider=tokens)
+
+    token = collector.token()
+
+    assert collector.base_url == endpoint
+    assert (token, tokens.scopes) == (TOKEN, [endpoint + "/.default"])
