@@ -298,21 +298,28 @@ def _policy_json(value: Any, read_policy: PolicyReader) -> Any:
 
 def _agent(spec: Mapping[str, Any]) -> AgentSource:
     url = _text(spec, "url")
-    parts = urlsplit(url)
-    if parts.scheme not in ("https", "http") or not parts.hostname:
-        raise _EntryError("url %r is not an https:// URL" % url)
+    shown = _display_url(url)  # messages never quote user info or a query string
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 -- raises ValueError for a port out of range
+    except ValueError as error:
+        raise _EntryError(
+            "url cannot be read (%s); write it as https://host[:port]/path" % error
+        ) from None
     if parts.username or parts.password:
         raise _EntryError(
             "url must not carry a user name or password; the agent is reached with "
             "an Entra ID token"
         )
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise _EntryError("url %r is not an https:// URL" % shown)
     auth = spec.get("auth")
     if auth not in AUTH_MODES:
         raise _EntryError("auth %r is not one of %s" % (auth, ", ".join(AUTH_MODES)))
     loopback = _is_loopback(parts.hostname)
     if parts.scheme == "http" and not loopback:
         raise _EntryError(
-            "url %r uses http; an agent off this machine must use https" % url
+            "url %r uses http; an agent off this machine must use https" % shown
         )
     if auth == "none" and not loopback:
         raise _EntryError(
@@ -413,6 +420,10 @@ def _json(data: bytes, what: str) -> Any:
 
 
 def _display_url(url: str) -> str:
-    """A blob URL without its query string, which may hold a SAS token."""
-    parts = urlsplit(url)
-    return "%s://%s%s" % (parts.scheme, parts.netloc, parts.path)
+    """A URL without user info or query string (a SAS token, a key): safe to show."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "(a URL that cannot be read)"
+    host = parts.netloc.rpartition("@")[2]
+    return "%s://%s%s" % (parts.scheme, host, parts.path)

@@ -102,6 +102,33 @@ def test_a_bad_entry_is_one_problem_line_naming_the_target(
 
 
 @pytest.mark.parametrize(
+    "url",
+    [
+        "htps://svc:S3cretValue@edge.fabrikam.example/agent",
+        "ftp://svc:S3cretValue@edge.fabrikam.example/agent",
+        "http://edge.fabrikam.example/agent?code=S3cretValue",
+        "gopher://edge.fabrikam.example/agent?sig=S3cretValue",
+    ],
+)
+def test_a_bad_agent_url_problem_never_quotes_user_info_or_query(
+    tmp_path: Path, url: str
+) -> None:
+    entry = {
+        "id": "A",
+        "collector": "agent",
+        "url": url,
+        "auth": "managedIdentity",
+        "scope": "api://1234/.default",
+    }
+    path = _write(tmp_path, {"targets": [entry]})
+
+    [problem] = load_inventory_file(path).problems
+
+    assert "S3cretValue" not in str(problem)
+    assert "url" in str(problem)
+
+
+@pytest.mark.parametrize(
     ("entry", "problem"),
     [
         ({"collector": "file", "path": "x"}, "targets[1]: the target has no 'id'"),
