@@ -126,13 +126,16 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
 
 def _domain_option(text: str) -> Domain:
-    name = text.strip().lower().rstrip(".")
-    if not name or "*" in name or any(c.isspace() or c in "/\\@:;,[]{}" for c in name):
+    try:
+        domain = Domain.parse(text)
+    except ValueError as error:
+        raise UsageError("--internal-domain: %s" % error) from None
+    if domain.is_wildcard:
         raise UsageError(
-            "--internal-domain %r is not a plain domain name such as contoso.example"
-            % text
+            "--internal-domain %r is a wildcard; give the domain itself, such as "
+            "contoso.example (its subdomains are covered)" % text
         )
-    return Domain(name)
+    return domain
 
 
 def render_text(verdict: Verdict) -> str:

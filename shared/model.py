@@ -7,6 +7,7 @@ PowerShell output into these types; the rules (`shared.rules`) only ever read th
 from __future__ import annotations
 
 import enum
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,6 +16,10 @@ from shared.stig import RULE
 
 # JSON-ready values as they appear in `observed` and in stored rows.
 JsonValue = str | bool | int | None | list[str]
+
+
+_LABEL = re.compile(r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?")
+_MAX_DOMAIN = 253
 
 
 class Status(enum.StrEnum):
@@ -72,6 +77,32 @@ class Domain:
     """
 
     name: str
+
+    @classmethod
+    def parse(cls, text: str) -> Domain:
+        """A domain from text; ValueError says why the text is not one.
+
+        Only ASCII is accepted: Exchange writes internationalised names in their
+        `xn--` form, and folding case beyond ASCII would let a lookalike (the Kelvin
+        sign, U+212A, lower-cases to `k`) equal a real domain.
+        """
+        name = text.strip().rstrip(".")
+        if not name.isascii():
+            raise ValueError(
+                "%r has non-ASCII characters; write an internationalised domain in "
+                "its xn-- form" % text[:100]
+            )
+        name = name.lower()
+        labels = name.split(".")
+        if labels[0] == "*":
+            labels = labels[1:]
+        if name != "*" and (
+            not labels
+            or len(name) > _MAX_DOMAIN
+            or not all(_LABEL.fullmatch(label) for label in labels)
+        ):
+            raise ValueError("%r is not a domain name" % text[:100])
+        return cls(name)
 
     @property
     def is_wildcard(self) -> bool:

@@ -44,9 +44,6 @@ from shared.settings import DEFAULT_SIZE_CAP
 _T = TypeVar("_T")
 
 _TYPE_NAME = re.compile(r"^(Microsoft\.Exchange\.|System\.[A-Z]|Deserialized\.)|`\d+\[")
-_DOMAIN = re.compile(
-    r"^(\*|(\*\.)?[^\s.*\[\]{}:;,/\\@\"']+(\.[^\s.*\[\]{}:;,/\\@\"']+)*)$"
-)
 _ADDRESS_TYPE = re.compile(r"^([A-Za-z][A-Za-z0-9]*):(.*)$", re.DOTALL)
 
 
@@ -144,7 +141,7 @@ def _from_agent_document(root: PSObject, source_name: str) -> Snapshot:
     if root.duplicates:
         raise InputError("duplicate key %r in the agent document" % root.duplicates[0])
     version = root.get_any("schemaVersion")
-    if version != 1 or isinstance(version, bool):
+    if type(version) is not int or version != 1:
         raise InputError(
             "schemaVersion is %s; this stigwatch reads agent documents of version 1"
             % json.dumps(version)
@@ -310,10 +307,10 @@ def _text_of(value: Any) -> str | None:
 
 
 def _domain_name(text: str) -> Domain:
-    name = text.strip().lower().rstrip(".")
-    if not _DOMAIN.match(name):
-        raise _BadValueError("%r is not a domain name" % text[:100])
-    return Domain(name)
+    try:
+        return Domain.parse(text)
+    except ValueError as error:
+        raise _BadValueError(str(error)) from None
 
 
 def _domain(value: Any) -> Domain | None:

@@ -60,10 +60,13 @@ def policy_from_obj(raw: Any, where: str = "policy") -> Policy:
 def _plain_domain(text: Any, what: str) -> Domain:
     if not isinstance(text, str) or not text.strip():
         raise UsageError("%s must be a domain name, not %s" % (what, json.dumps(text)))
-    name = text.strip().lower().rstrip(".")
-    if name == "*" or any(c.isspace() or c in "/\\@:;,[]{}" for c in name):
-        raise UsageError("%s %r is not a domain name" % (what, text))
-    return Domain(name)
+    try:
+        domain = Domain.parse(text)
+    except ValueError as error:
+        raise UsageError("%s: %s" % (what, error)) from None
+    if domain.name == "*":
+        raise UsageError("%s is a bare *, which matches every domain" % what)
+    return domain
 
 
 def _internal_domains(raw: Any, where: str) -> tuple[Domain, ...] | None:

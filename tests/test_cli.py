@@ -350,3 +350,18 @@ def test_module_subcommand_help_names_its_own_options(
 
     assert done.returncode == 0, done.stderr
     assert option in done.stdout
+
+
+@pytest.mark.parametrize(
+    "domain", ["*.contoso.example", "\u212aontoso.example", "contoso example"]
+)
+def test_internal_domain_option_that_is_not_a_plain_domain_is_a_usage_error(
+    domain: str,
+) -> None:
+    done = evaluate(
+        CASES / "p01-edge-compliant" / "input.json", "--internal-domain", domain
+    )
+
+    assert done.returncode == 2
+    assert len(done.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in done.stderr

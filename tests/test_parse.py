@@ -189,10 +189,19 @@ def test_content_that_is_not_a_document_is_an_input_error(data: bytes) -> None:
     [
         {"schemaVersion": 2},
         {"schemaVersion": 0},
+        {"schemaVersion": 1.0},
+        {"schemaVersion": "1"},
         {"sendConnectors": ABSENT},
         {"sendConnectors": None},
     ],
-    ids=["schema-2", "schema-0", "send-connectors-absent", "send-connectors-null"],
+    ids=[
+        "schema-2",
+        "schema-0",
+        "schema-float",
+        "schema-string",
+        "send-connectors-absent",
+        "send-connectors-null",
+    ],
 )
 def test_unusable_document_is_refused_whole(changes: dict[str, Any]) -> None:
     data = encoded(document([connector()], changes))
@@ -618,6 +627,48 @@ def test_tls_domain_forms(value: Any, expected: str | None) -> None:
     parsed = one_connector(TlsDomain=value)
 
     assert parsed.tls_domain == (Domain(expected) if expected else None)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "\u212aontoso.example",  # Kelvin sign: lower-cases to k
+        "contoso.exampl\u0435",  # Cyrillic e
+        "b\u00fccher.example",  # IDN not in its xn-- form
+        "conto so.example",
+        "contoso..example",
+        "-contoso.example",
+    ],
+    ids=["kelvin-sign", "cyrillic-e", "idn-unicode", "space", "empty-label", "hyphen"],
+)
+def test_tls_domain_that_is_not_an_ascii_domain_name_is_a_judge_problem(
+    value: str,
+) -> None:
+    parsed = one_connector(TlsDomain=value)
+
+    assert parsed.tls_domain is None
+    assert any(p.startswith("TlsDomain:") for p in parsed.judge_problems)
+
+
+def test_kelvin_sign_lookalike_never_passes_as_the_internal_domain() -> None:
+    data = encoded(
+        document(
+            [connector(TlsDomain="\u212aontoso.example")],
+            acceptedDomains=[
+                {"DomainName": "kontoso.example", "DomainType": "Authoritative"}
+            ],
+        )
+    )
+
+    verdict = assess(data, source_name="x")
+
+    assert [f.status for f in verdict.findings] == [Status.NOT_REVIEWED]
+
+
+def test_punycode_domain_is_read_as_written() -> None:
+    assert one_connector(TlsDomain="xn--bcher-kva.example").tls_domain == Domain(
+        "xn--bcher-kva.example"
+    )
 
 
 @pytest.mark.parametrize("flag", ["IncludeSubDomains", "IsStar"])
