@@ -73,7 +73,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if getattr(args, "module", None):
             return _run_module(args, extra)
         if extra:
-            parser.error("unrecognized arguments: %s" % " ".join(extra))
+            evaluate.error("unrecognized arguments: %s" % " ".join(extra))
         return int(args.run(args))
     except UsageError as error:
         print("python -m shared %s: error: %s" % (args.command, error), file=sys.stderr)
