@@ -87,6 +87,8 @@ class TargetChanges:
     status: Status | None = None  # the target's own status, when it was reported
     own: ChangeKind | None = None  # the target dropped out, came back or was removed
     reasons: tuple[str, ...] = ()  # the target's own, e.g. why it cannot be assessed
+    # On a baseline: connectors that could not be judged, each with its first reason.
+    unreviewed: tuple[tuple[str, str], ...] = ()
 
 
 def classify_transition(
@@ -127,6 +129,11 @@ def classify(changes: Sequence[Change]) -> TargetChanges | None:
             for change in connectors
             if change.current is Status.OPEN
         )
+        unreviewed = tuple(
+            (change.connector, change.reasons[0] if change.reasons else "")
+            for change in sorted(connectors, key=lambda c: c.connector.lower())
+            if change.current is Status.NOT_REVIEWED
+        )
         return TargetChanges(
             target,
             TargetChangeKind.BASELINE,
@@ -134,6 +141,7 @@ def classify(changes: Sequence[Change]) -> TargetChanges | None:
             own.current,
             None,
             own.reasons,
+            unreviewed,
         )
 
     found = []

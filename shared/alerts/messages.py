@@ -145,7 +145,13 @@ def _target_alert(scan_id: str, changed: TargetChanges) -> Alert:
             if opened
             else "No Open connectors."
         )
-        if changed.status is Status.NOT_REVIEWED and changed.reasons:
+        if changed.unreviewed:
+            # The target was collected; name the connectors that need attention.
+            summary += " Not reviewed: %s" % "; ".join(
+                "%s (%s)" % (name, _cut(reason)) if reason else name
+                for name, reason in changed.unreviewed[:MAX_REASONS]
+            )
+        elif changed.status is Status.NOT_REVIEWED and changed.reasons:
             summary += " Not assessed: %s" % "; ".join(
                 _cut(r) for r in changed.reasons[:MAX_REASONS]
             )

@@ -13,7 +13,7 @@ from shared.alerts.messages import (
     digest_threshold,
 )
 from shared.errors import InputError, UsageError
-from shared.model import Status
+from shared.model import Change, Status
 from tests.alerts.factories import change, own
 
 
@@ -91,6 +91,38 @@ def test_baseline_names_open_connectors_in_its_summary() -> None:
     assert alert.kind is AlertKind.BASELINE
     assert "Outbound" in alert.summary
     assert "EdgeSync" not in alert.summary
+
+
+def test_baseline_of_a_collected_target_names_its_unreviewed_connectors() -> None:
+    found = classify(
+        [
+            own(None, Status.NOT_REVIEWED, reasons=("internal domains: x (policy)",)),
+            Change(
+                "EDGE01",
+                "To Fabrikam",
+                "name:to fabrikam",
+                None,
+                Status.NOT_REVIEWED,
+                ("the EDSP must say what this connector is",),
+            ),
+            change("EdgeSync", None, Status.NOT_A_FINDING),
+        ]
+    )
+    assert found is not None
+
+    alert = build_alerts("scan-1", [found], 10)[0]
+
+    assert "To Fabrikam (the EDSP must say what this connector is)" in alert.summary
+    assert "internal domains" not in alert.summary
+
+
+def test_baseline_of_a_target_that_could_not_be_assessed_gives_its_reason() -> None:
+    found = classify([own(None, Status.NOT_REVIEWED, reasons=("agent down",))])
+    assert found is not None
+
+    alert = build_alerts("scan-1", [found], 10)[0]
+
+    assert "Not assessed: agent down" in alert.summary
 
 
 @pytest.mark.parametrize(
