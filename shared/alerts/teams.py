@@ -3,6 +3,11 @@
 Workflows take `{"type": "message", "attachments": [...]}` with one Adaptive Card; only
 `Action.OpenUrl` works there. Teams drops messages over about 28 KB without saying so,
 so the whole body is kept under MAX_BYTES by leaving out the least urgent changes.
+
+Every piece of text is a `TextRun` inside a `RichTextBlock` (both Adaptive Cards 1.2):
+TextBlock text and FactSet facts are read as markdown, so a connector named
+`[Sign in](https://evil.example)` would become a link there, while a TextRun's text is
+shown as written. Names, target ids, reasons and fix lines all come from the estate.
 """
 
 from __future__ import annotations
@@ -45,13 +50,10 @@ def teams_payload(alert: Alert, link: str | None = None) -> dict[str, Any]:
 
 
 def _card(alert: Alert, link: str | None) -> dict[str, Any]:
-    facts = [
-        {"title": "Rule", "value": RULE_LINE},
-        {"title": "Scan", "value": alert.scan_id},
-    ]
+    facts = [("Rule", RULE_LINE), ("Scan", alert.scan_id)]
     if alert.target is not None:
-        facts.insert(0, {"title": "Target", "value": alert.target})
-    facts.append({"title": "Alert id", "value": alert.id})
+        facts.insert(0, ("Target", alert.target))
+    facts.append(("Alert id", alert.id))
     card: dict[str, Any] = {
         "type": "AdaptiveCard",
         "version": "1.4",
@@ -59,7 +61,7 @@ def _card(alert: Alert, link: str | None) -> dict[str, Any]:
         "body": [
             _text(alert.title, size="Medium", weight="Bolder"),
             _text(alert.summary),
-            {"type": "FactSet", "facts": facts},
+            *(_fact(title, value) for title, value in facts),
         ],
     }
     if link is not None:
@@ -74,13 +76,26 @@ def _item_container(alert: Alert, item: ConnectorChange) -> dict[str, Any]:
     items: list[dict[str, Any]] = [
         _text(item_heading(item, with_target=with_target), weight="Bolder")
     ]
-    items.extend(_text("- " + reason) for reason in item.reasons)
+    items.extend(_text("• " + reason) for reason in item.reasons)
     items.extend(_text(line, fontType="Monospace") for line in item.remediation)
     return {"type": "Container", "separator": True, "items": items}
 
 
 def _text(text: str, **style: Any) -> dict[str, Any]:
-    return {"type": "TextBlock", "text": text, "wrap": True, **style}
+    """One paragraph shown as written (a RichTextBlock wraps; no markdown)."""
+    return {"type": "RichTextBlock", "inlines": [_run(text, **style)]}
+
+
+def _fact(title: str, value: str) -> dict[str, Any]:
+    """`title: value` with the title in bold, in place of a FactSet (markdown)."""
+    return {
+        "type": "RichTextBlock",
+        "inlines": [_run(title + ": ", weight="Bolder"), _run(value)],
+    }
+
+
+def _run(text: str, **style: Any) -> dict[str, Any]:
+    return {"type": "TextRun", "text": text, **style}
 
 
 def _size(payload: dict[str, Any]) -> int:
