@@ -22,6 +22,7 @@ FORBIDDEN = re.compile(r"[/\\#?\x00-\x1f\x7f-\x9f]")
         ("100%|x", "100%25%7Cx"),
         ("tab\there\x85", "tab%09here%85"),
         ("Zürich", "Zürich"),
+        ("v1~2", "v1%7E2"),
     ],
 )
 def test_forbidden_characters_are_percent_escaped(value: str, escaped: str) -> None:
@@ -62,3 +63,52 @@ def test_the_target_row_sorts_before_every_connector_row() -> None:
     # Connector keys are a Guid or "name:..."; both sort after "(target)".
     assert keys.finding_row("(target)") == keys.TARGET_ROW
     assert all(row > keys.TARGET_ROW for row in connector_rows)
+
+
+SHORTENED = re.compile(r"[^~]*~[0-9a-f]{32}")
+# Characters that matter here, mixed into arbitrary text so hypothesis finds them.
+AWKWARD = st.sampled_from(["~", "%", "|", "/", "\x01", "é", "名", "😀", "x"])
+ANY_TEXT = st.text(st.one_of(AWKWARD, st.characters(exclude_categories=["Cs"])))
+
+
+@given(st.text(st.one_of(AWKWARD, st.characters()), max_size=700))
+def test_only_a_shortened_key_holds_a_bare_tilde(value: str) -> None:
+    key = keys.escape(value)
+
+    if "~" in key:
+        assert SHORTENED.fullmatch(key)
+    else:
+        assert keys.unescape(key) == value
+
+
+def test_a_value_spelled_like_another_values_shortened_key_gets_its_own_key() -> None:
+    long_value = "connector-" * 80
+    shortened = keys.escape(long_value)
+    assert "~" in shortened
+
+    assert keys.escape(shortened) != shortened
+    assert keys.finding_row(shortened) != keys.finding_row(long_value)
+
+
+@pytest.mark.parametrize("char", ["x", "é", "名", "😀", "\x01", "~"])
+def test_a_long_part_fits_in_utf_8_and_utf_16_alike(char: str) -> None:
+    key = keys.history_row(char * 1000, char * 1000)
+
+    assert len(key.encode("utf-8")) <= keys.MAX_KEY_BYTES
+    assert len(key.encode("utf-16-le")) <= keys.MAX_KEY_BYTES
+
+
+@given(ANY_TEXT, ANY_TEXT)
+def test_every_key_fits_the_service_limit_in_either_encoding(a: str, b: str) -> None:
+    built = [
+        keys.partition_key(a),
+        keys.finding_row(a),
+        keys.history_row(a, b),
+        keys.outbox_row(a),
+        keys.counted_row(a),
+        keys.scan_partition(a),
+    ]
+
+    for key in built:
+        assert len(key.encode("utf-8")) <= keys.MAX_KEY_BYTES
+        assert len(key.encode("utf-16-le")) <= keys.MAX_KEY_BYTES
