@@ -53,6 +53,10 @@ from shared.errors import AlertDeliveryError, StoreError
 log = logging.getLogger(__name__)
 
 DEFAULT_RETRY_SECONDS = 5.0  # when a throttled or failing receiver gives no Retry-After
+# The longest Retry-After honoured: the alerts queue redelivers a message for about five
+# minutes (host.json: maxDequeueCount 5, visibilityTimeout 1 min), so a later notBefore
+# would outlast every redelivery, and "Retry-After: 999...9" reads as infinity.
+MAX_RETRY_AFTER_SECONDS = 300.0
 LEASE_SECONDS = 120.0  # a post plus its record fit well inside this
 WEBHOOK_ROW = "webhook"  # PartitionKey of the rows that mark a webhook as gone
 
@@ -178,10 +182,11 @@ class Poster:
         if status in (404, 410):
             return PostResult(State.GONE, status, detail)
         if status in (408, 425, 429) or status >= 500:
-            wait = retry_after_seconds(
+            asked = retry_after_seconds(
                 response.headers.get("Retry-After"),
                 datetime.fromtimestamp(self._clock.now(), UTC),
             )
+            wait = None if asked is None else min(asked, MAX_RETRY_AFTER_SECONDS)
             return PostResult(State.PENDING, status, detail, wait)
         return PostResult(State.REJECTED, status, detail)
 
@@ -304,9 +309,9 @@ class DeliveryLedger:
 def _pause(result: PostResult) -> float:
     if result.state is not State.PENDING:
         return 0.0
-    return (
-        result.retry_after if result.retry_after is not None else DEFAULT_RETRY_SECONDS
-    )
+    if result.retry_after is None:
+        return DEFAULT_RETRY_SECONDS
+    return min(result.retry_after, MAX_RETRY_AFTER_SECONDS)
 
 
 def _webhook_key(channel: Channel) -> str:

@@ -15,6 +15,7 @@ import requests
 from shared.alerts.changes import classify
 from shared.alerts.channels import Channel, configured_channels
 from shared.alerts.delivery import (
+    MAX_RETRY_AFTER_SECONDS,
     Deliverer,
     DeliveryLedger,
     Pacer,
@@ -153,6 +154,30 @@ def test_long_retry_after_leaves_the_channel_pending_for_the_queue(
     clock.current += 600
     [outcome] = _deliverer(channels, deliveries_table, clock).deliver(alert)
 
+    assert outcome.state is State.DELIVERED
+    assert len(receiver.requests) == 2
+
+
+@pytest.mark.parametrize("asked", ["9" * 400, "86400000"])
+def test_an_endless_retry_after_is_stored_and_waited_on_only_up_to_the_cap(
+    asked: str, receiver: Receiver, deliveries_table: Any, clock: FakeClock
+) -> None:
+    receiver.answer(429, "", Retry_After=asked)
+    alert = _alert()
+    channels = _only(receiver, "TEAMS")
+    start = clock.now()
+
+    with pytest.raises(AlertDeliveryError, match="pending on teams") as caught:
+        _deliverer(channels, deliveries_table, clock).deliver(alert)
+
+    row = deliveries_table.get_entity(alert.id, "teams")
+    assert row["notBefore"] == start + MAX_RETRY_AFTER_SECONDS
+    assert caught.value.wait == MAX_RETRY_AFTER_SECONDS
+    assert clock.sleeps == []
+    with pytest.raises(AlertDeliveryError, match="waiting until"):
+        _deliverer(channels, deliveries_table, clock).deliver(alert)
+    clock.current += MAX_RETRY_AFTER_SECONDS
+    [outcome] = _deliverer(channels, deliveries_table, clock).deliver(alert)
     assert outcome.state is State.DELIVERED
     assert len(receiver.requests) == 2
 

@@ -168,6 +168,20 @@ def test_slow_start_is_polled_at_the_pace_retry_after_asks(
 
 @pytest.mark.parametrize(
     "standin",
+    [Scenario(output=OUTPUT, pending_polls=2, retry_after="9" * 400)],
+    indirect=True,
+)
+def test_an_endless_retry_after_while_polling_waits_only_the_poll_cap(
+    standin: StandIn, pki: Pki
+) -> None:
+    collector, _, clock = _collector(standin, pki)
+
+    assert collector.collect() == DOCUMENT
+    assert clock.sleeps == [60.0] * 3  # ArcOptions.poll_interval_cap
+
+
+@pytest.mark.parametrize(
+    "standin",
     [
         Scenario(
             final_state="Failed",

@@ -193,6 +193,25 @@ def test_retry_after_longer_than_cap_gives_up_without_waiting(
     assert "AGENT_RETRY_AFTER_MAX_SECONDS" in str(caught.value)
 
 
+def test_endless_retry_after_gives_up_without_waiting(serve: Serve, pki: Pki) -> None:
+    waits: list[float] = []
+    # 400 nines read as infinity: the queue retries the target, nothing sleeps on it.
+    server = serve(answer(503, b"", {"Retry-After": "9" * 400}))
+
+    with pytest.raises(TransientCollectError, match="longer than"):
+        request(
+            requests.Session(),
+            "POST",
+            server.url(),
+            options=_options(pki, retry_after_cap=30.0),
+            peer="the agent",
+            sleep=waits.append,
+        )
+
+    assert waits == []
+    assert len(server.seen) == 1
+
+
 def test_still_busy_after_every_attempt_is_transient(serve: Serve, pki: Pki) -> None:
     waits: list[float] = []
     server = serve(answer(503, b"", {"Retry-After": "1"}))
