@@ -263,7 +263,7 @@ class FindingStore:
         }
         if target is not None:
             clauses.insert(0, "PartitionKey eq @pk")
-            parameters["pk"] = keys.partition_key(target)
+            parameters["pk"] = keys.partition_key(self.stored_target_id(target))
         if status is not None:
             clauses.append("status eq @status")
             parameters["status"] = status.value
@@ -281,6 +281,34 @@ class FindingStore:
         except AzureError as error:
             raise store_error("query findings", self.account, error) from error
         return FindingsPage(rows, token)
+
+    def stored_target_id(self, target: str) -> str:
+        """The stored id of `target`, matched case-insensitively as ids are unique.
+
+        Keys keep the inventory's spelling, so `edge01` finds `EDGE01` through the
+        targets' own rows; an id stored under no spelling comes back as given.
+        """
+        table = self._table(self.names.findings)
+        try:
+            exact = table.query_entities(
+                "PartitionKey eq @pk and RowKey eq @rk",
+                parameters={"pk": keys.partition_key(target), "rk": keys.TARGET_ROW},
+                select=["target"],
+            )
+            if next(iter(exact), None) is not None:
+                return target
+            rows = table.query_entities(
+                "RowKey eq @rk", parameters={"rk": keys.TARGET_ROW}, select=["target"]
+            )
+            for row in rows:
+                stored = row.get("target")
+                if isinstance(stored, str) and stored.lower() == target.lower():
+                    return stored
+        except AzureError as error:
+            raise store_error(
+                "look up target %r" % target, self.account, error
+            ) from error
+        return target
 
     def scan_rows(self, scan_id: str) -> list[dict[str, Any]]:
         """Every current finding written by scan `scan_id` (one query over targets)."""

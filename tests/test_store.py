@@ -434,3 +434,14 @@ def test_a_value_too_long_for_one_column_is_shortened_and_says_so(
     assert row["observed"]["AddressSpaces"].startswith("(not stored: ")
     assert row["reasons"][0].startswith("reason 00000")
     assert row["reasons"][-1].endswith("more not stored: too long for one column)")
+
+
+def test_findings_of_a_target_are_found_in_any_case(store: FindingStore) -> None:
+    store.record_verdict("EDGE-NYC01", verdict(finding("A", OPEN)), sighting("s1"))
+    store.record_verdict("edge-nyc01x", verdict(finding("B", PASS)), sighting("s1"))
+
+    rows = store.findings(target="edge-nyc01").rows
+
+    assert {r["target"] for r in rows} == {"EDGE-NYC01"}
+    assert [r["key"] for r in rows] == [TARGET_KEY, "name:a"]
+    assert store.findings(target="no-such-target").rows == []
