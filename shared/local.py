@@ -118,11 +118,13 @@ def run_scan(args: argparse.Namespace, environ: Any = None) -> int:
         stored = "stored as Not_Reviewed" if problem.target_id else "not scanned"
         print("inventory: %s (%s)" % (problem, stored), file=err)
     print(
-        "scan %s: %d targets from %s, %d workers, storage %s"
+        "scan %s: %d targets to check from %s (%d bad entries), %d workers, "
+        "storage %s"
         % (
             plan.scan_id,
             len(queued),
             inventory.source,
+            len(plan.problems),
             args.workers,
             runtime.account.settings.describe(),
         ),
@@ -353,6 +355,9 @@ def render_findings(rows: Sequence[dict[str, Any]]) -> str:
                 _shorten(reason, 100),
             )
         )
+        # An Open row's fix, in full: it is what the reader came for.
+        indent = " " * (target_width + connector_width + 4)
+        lines.extend(indent + "fix: " + line for line in row["remediation"] or ())
     return "\n".join(lines)
 
 

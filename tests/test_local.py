@@ -123,3 +123,19 @@ def test_storage_that_cannot_be_reached_exits_1(
     assert result.returncode == 1
     assert "http://127.0.0.1:9/devstoreaccount1" in result.stderr
     assert "a2V5" not in result.stderr
+
+
+def test_findings_as_text_gives_each_open_connectors_fix(
+    environ: dict[str, str],
+) -> None:
+    _shared(["scan", "--targets", str(INVENTORY)], environ)
+
+    result = _shared(
+        ["findings", "--target", "edge-bergen", "--status", "open"], environ
+    )
+
+    fixes = [line.strip() for line in result.stdout.splitlines() if "fix:" in line]
+    assert fixes == [
+        "fix: Set-SendConnector -Identity 'EdgeSync - Inbound to Bergen' "
+        "-RequireTLS $true -TlsAuthLevel DomainValidation -TlsDomain fabrikam.example"
+    ]
