@@ -31,6 +31,7 @@ import binascii
 import dataclasses
 import json
 import logging
+import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -788,19 +789,39 @@ def encode_continuation(token: Mapping[str, str] | None) -> str | None:
     return base64.urlsafe_b64encode(text.encode("utf-8")).decode("ascii")
 
 
-def decode_continuation(token: str | None) -> dict[str, str] | None:
+# What urlsafe_b64encode writes; b64decode would skip any other character unseen.
+_TOKEN = re.compile(r"[A-Za-z0-9_-]+={0,2}")
+
+
+def decode_continuation(token: str | None) -> dict[str, str | None] | None:
+    """The service's marker from an `encode_continuation` token; UsageError if not one.
+
+    Anything else is refused here, before the service sees it: a marker that is not
+    strings would reach the query as garbage or fail inside the SDK.
+    """
     if not token:
         return None
+    refused = UsageError(
+        "continuationToken %r is not one this API returned; pass the token from "
+        "the previous page unchanged" % token[:80]
+    )
+    if not _TOKEN.fullmatch(token):
+        raise refused
     try:
-        data = json.loads(base64.urlsafe_b64decode(token.encode("ascii")))
-        if not isinstance(data, dict):
-            raise ValueError("not an object")
-        return {"PartitionKey": data["pk"], "RowKey": data["rk"]}
-    except (ValueError, KeyError, TypeError, binascii.Error, UnicodeError):
-        raise UsageError(
-            "continuationToken %r is not one this API returned; pass the token from "
-            "the previous page unchanged" % token[:80]
-        ) from None
+        data = json.loads(base64.urlsafe_b64decode(token))
+    except (ValueError, binascii.Error, RecursionError):
+        raise refused from None
+    # NextRowKey may be absent (documented; the token then holds null), but a marker
+    # always names the next partition.
+    if (
+        not isinstance(data, dict)
+        or set(data) != {"pk", "rk"}
+        or not isinstance(data["pk"], str)
+        or not data["pk"]
+        or not isinstance(data["rk"], str | None)
+    ):
+        raise refused
+    return {"PartitionKey": data["pk"], "RowKey": data["rk"]}
 
 
 def _plain(row: Mapping[str, Any]) -> dict[str, Any]:
