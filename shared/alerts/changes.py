@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 
 from shared.model import TARGET_KEY, Change, Status
 
@@ -64,17 +64,10 @@ class TargetChangeKind(enum.StrEnum):
 
 
 @dataclass(frozen=True)
-class ConnectorChange:
-    """One transition worth telling someone about."""
+class ConnectorChange(Change):
+    """One transition worth telling someone about: a stored Change and its kind."""
 
-    kind: ChangeKind
-    target: str
-    connector: str
-    key: str
-    previous: Status | None
-    current: Status | None
-    reasons: tuple[str, ...] = ()
-    remediation: tuple[str, ...] = ()
+    kind: ChangeKind = field(kw_only=True)
 
 
 @dataclass(frozen=True)
@@ -171,16 +164,8 @@ def classify(changes: Sequence[Change]) -> TargetChanges | None:
 
 
 def _connector_change(kind: ChangeKind, change: Change) -> ConnectorChange:
-    return ConnectorChange(
-        kind,
-        change.target,
-        change.connector,
-        change.key,
-        change.previous,
-        change.current,
-        change.reasons,
-        change.remediation,
-    )
+    values = {each.name: getattr(change, each.name) for each in fields(Change)}
+    return ConnectorChange(**values, kind=kind)
 
 
 def _ordered(changes: tuple[ConnectorChange, ...]) -> tuple[ConnectorChange, ...]:
