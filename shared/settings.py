@@ -7,6 +7,7 @@ is never used as a URL, secret or name.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -26,6 +27,32 @@ def setting(
     if not value or value.lower().startswith(_UNRESOLVED_KEY_VAULT):
         return default
     return value
+
+
+def number_setting(
+    environ: Mapping[str, str], name: str, default: float, *, minimum: float
+) -> float:
+    """A numeric setting; UsageError quoting the value unless it is a number >= min."""
+    raw = setting(environ, name)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value < minimum:
+        raise UsageError(
+            "%s=%r is not a number of at least %g; fix the setting or remove it to use "
+            "the default %g" % (name, raw, minimum, default)
+        )
+    return value
+
+
+def document_max_bytes(environ: Mapping[str, str]) -> int:
+    """The size cap for a collected agent document (DOCUMENT_MAX_BYTES)."""
+    return int(
+        number_setting(environ, "DOCUMENT_MAX_BYTES", DEFAULT_SIZE_CAP, minimum=1024)
+    )
 
 
 @dataclass(frozen=True)

@@ -25,10 +25,10 @@ import requests
 from shared.collectors.agent import AgentCollector
 from shared.collectors.credentials import TokenProvider, token_provider_for
 from shared.collectors.file import FileCollector
-from shared.collectors.http import number_setting, read_options
+from shared.collectors.http import read_options
 from shared.errors import CollectError
 from shared.inventory import AgentSource, ArcSource, FileSource, Target
-from shared.settings import DEFAULT_SIZE_CAP
+from shared.settings import document_max_bytes
 
 __all__ = ["Collector", "collector_for"]
 
@@ -61,10 +61,7 @@ def collector_for(
             session=session,
         )
     if isinstance(source, FileSource):
-        max_bytes = number_setting(
-            environ, "DOCUMENT_MAX_BYTES", DEFAULT_SIZE_CAP, minimum=1024
-        )
-        return FileCollector(max_bytes=int(max_bytes))
+        return FileCollector(max_bytes=document_max_bytes(environ))
     if isinstance(source, ArcSource):
         return _arc_collector(target, environ, session, token_provider)
     raise CollectError(

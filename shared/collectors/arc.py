@@ -43,14 +43,13 @@ from shared.collectors.credentials import token_provider_for
 from shared.collectors.http import (
     HttpAnswer,
     HttpOptions,
-    number_setting,
     read_options,
     request,
     retry_after_seconds,
 )
 from shared.errors import CollectError, InputError, TransientCollectError
 from shared.inventory import ArcSource, Target
-from shared.settings import cloud
+from shared.settings import cloud, number_setting
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json as json_module
 import logging
-import math
 import time
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
@@ -35,7 +34,12 @@ import requests
 import urllib3
 
 from shared.errors import CollectError, TransientCollectError, UsageError
-from shared.settings import DEFAULT_SIZE_CAP, setting
+from shared.settings import (
+    DEFAULT_SIZE_CAP,
+    document_max_bytes,
+    number_setting,
+    setting,
+)
 
 log = logging.getLogger(__name__)
 
@@ -191,25 +195,6 @@ def retry_after_seconds(value: str | None, now: datetime) -> float | None:
     return max(0.0, (when - now).total_seconds())
 
 
-def number_setting(
-    environ: Mapping[str, str], name: str, default: float, *, minimum: float
-) -> float:
-    """A numeric setting; UsageError quoting the value unless it is a number >= min."""
-    raw = setting(environ, name)
-    if raw is None:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        value = math.nan
-    if not math.isfinite(value) or value < minimum:
-        raise UsageError(
-            "%s=%r is not a number of at least %g; fix the setting or remove it to use "
-            "the default %g" % (name, raw, minimum, default)
-        )
-    return value
-
-
 def read_options(environ: Mapping[str, str], prefix: str) -> HttpOptions:
     """HttpOptions from `<prefix>_*` settings (and DOCUMENT_MAX_BYTES)."""
     defaults = HttpOptions()
@@ -240,11 +225,7 @@ def read_options(environ: Mapping[str, str], prefix: str) -> HttpOptions:
             defaults.retry_after_cap,
             minimum=0,
         ),
-        max_bytes=int(
-            number_setting(
-                environ, "DOCUMENT_MAX_BYTES", defaults.max_bytes, minimum=1024
-            )
-        ),
+        max_bytes=document_max_bytes(environ),
         ca_bundle=ca_bundle,
         settings_prefix=prefix,
     )
