@@ -358,12 +358,16 @@ def findings_query(
     except ValueError as error:
         return 400, {"error": str(error)}
     top_text = params.get("top") or str(DEFAULT_TOP)
-    # isascii: str.isdigit also takes "²", which int() refuses.
-    if not (top_text.isascii() and top_text.isdigit()) or not (
-        1 <= int(top_text) <= MAX_TOP
+    # isascii: str.isdigit also takes "²", which int() refuses; the length check
+    # keeps int() from refusing a number of more than 4300 digits with a ValueError.
+    if (
+        not (top_text.isascii() and top_text.isdigit())
+        or len(top_text) > 20
+        or not (1 <= int(top_text) <= MAX_TOP)
     ):
         return 400, {
-            "error": "top %r is not a whole number from 1 to %d" % (top_text, MAX_TOP)
+            "error": "top %r is not a whole number from 1 to %d"
+            % (_shown(top_text), MAX_TOP)
         }
     token = params.get("continuationToken") or None
     try:
@@ -380,3 +384,8 @@ def findings_query(
         log.error("findings query failed: %s", error)
         return 503, {"error": "the findings store is unavailable; retry shortly"}
     return 200, {"findings": page.rows, "continuationToken": page.continuation_token}
+
+
+def _shown(text: str) -> str:
+    """A query value as an error quotes it: cut, so a huge one is not echoed whole."""
+    return text if len(text) <= 40 else text[:40] + "..."

@@ -327,6 +327,8 @@ def test_an_inventory_of_bad_entries_only_completes_in_plan(
         ({"top": "0"}, "top '0'"),
         ({"top": "ten"}, "top 'ten'"),
         ({"top": "\u00b2"}, "top '\u00b2'"),  # isdigit, but int() refuses it
+        # Past 4300 digits int() raises instead of converting (a 500 before).
+        ({"top": "9" * 5000}, "is not a whole number from 1 to 1000"),
         ({"continuationToken": "garbage!"}, "continuationToken"),
     ],
 )
