@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import stat
+
 from shared.errors import CollectError
 from shared.inventory import FileSource, Target
 
@@ -24,7 +27,22 @@ class FileCollector:
             )
         path = source.path
         try:
-            with path.open("rb") as handle:
+            # Non-blocking, so that opening a named pipe with no writer returns
+            # rather than waiting for good; only a regular file is read from there.
+            descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+            mode = os.fstat(descriptor).st_mode
+            if not stat.S_ISREG(mode):
+                os.close(descriptor)
+                raise CollectError(
+                    "agent document %s is %s; give the path of the document file"
+                    % (
+                        str(path),
+                        "a directory"
+                        if stat.S_ISDIR(mode)
+                        else "not a regular file (a pipe, device or socket)",
+                    )
+                )
+            with os.fdopen(descriptor, "rb") as handle:
                 # One byte past the cap is enough to know the file is too big.
                 data = handle.read(self.max_bytes + 1)
         except FileNotFoundError:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import threading
 from pathlib import Path
 
 import pytest
@@ -47,3 +49,40 @@ def test_file_one_byte_over_the_cap_is_refused(tmp_path: Path) -> None:
 
     with pytest.raises(CollectError, match="larger than 1024 bytes"):
         FileCollector(max_bytes=1024).collect(_target(path))
+
+
+def _collect_within(path: Path, seconds: float) -> BaseException | bytes | None:
+    """Collect in a daemon thread; None if it is still blocked after `seconds`."""
+    outcome: list[BaseException | bytes] = []
+
+    def run() -> None:
+        try:
+            outcome.append(FileCollector(max_bytes=1024).collect(_target(path)))
+        except BaseException as error:  # handed to the test
+            outcome.append(error)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    return outcome[0] if outcome else None
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes are POSIX")
+def test_a_named_pipe_is_refused_at_once_not_waited_on(tmp_path: Path) -> None:
+    # Opening a FIFO for reading blocks until a writer comes: a check (and the local
+    # scan) hung there for good.
+    path = tmp_path / "edge01.json"
+    os.mkfifo(path)
+
+    outcome = _collect_within(path, 5.0)
+
+    assert isinstance(outcome, CollectError), outcome
+    assert "is not a regular file" in str(outcome)
+
+
+@pytest.mark.skipif(not Path("/dev/zero").exists(), reason="no /dev/zero here")
+def test_a_device_is_refused_unread() -> None:
+    outcome = _collect_within(Path("/dev/zero"), 5.0)
+
+    assert isinstance(outcome, CollectError), outcome
+    assert "/dev/zero is not a regular file" in str(outcome)
