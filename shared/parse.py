@@ -520,21 +520,31 @@ def _send_connectors(items: list[Any]) -> tuple[SendConnector, ...]:
     connectors = [_send_connector(item, index) for index, item in enumerate(items, 1)]
     counts = Counter(connector.key for connector in connectors)
     # Exchange keeps Guids and names unique; a repeat means a broken or merged
-    # collection. Each copy gets a key of its own so that none overwrites another.
-    return tuple(
-        replace(
-            connector,
-            key="%s#%d" % (connector.key, index),
-            scope_problems=(
-                *connector.scope_problems,
-                "two or more connectors share the key %s in this collection"
-                % connector.key,
-            ),
-        )
-        if counts[connector.key] > 1
-        else connector
-        for index, connector in enumerate(connectors, 1)
-    )
+    # collection. Each copy gets a key of its own so that none overwrites another,
+    # and none that another connector has (a Guid may read "x#1" too).
+    taken = set(counts)
+    unique = []
+    for index, parsed in enumerate(connectors, 1):
+        if counts[parsed.key] > 1:
+            key, suffix = "%s#%d" % (parsed.key, index), index
+            while key in taken:
+                suffix += len(connectors)
+                key = "%s#%d" % (parsed.key, suffix)
+            taken.add(key)
+            unique.append(
+                replace(
+                    parsed,
+                    key=key,
+                    scope_problems=(
+                        *parsed.scope_problems,
+                        "two or more connectors share the key %s in this collection"
+                        % parsed.key,
+                    ),
+                )
+            )
+        else:
+            unique.append(parsed)
+    return tuple(unique)
 
 
 def _connector_name(raw: PSObject) -> str | None:

@@ -378,6 +378,25 @@ def test_repeated_key_makes_each_copy_not_reviewed_with_a_key_of_its_own(
         assert any("share the key" in p for p in parsed.scope_problems)
 
 
+def test_a_renamed_twin_cannot_take_the_key_of_another_connector() -> None:
+    # The twins of Guid "x" became "x#1" and "x#2" while a third connector's Guid
+    # was "x#1": two findings shared a key, the store refused the verdict on every
+    # attempt, and the target was never stored.
+    snapshot = parse(
+        document(
+            [
+                connector(Guid="x", Name="A"),
+                connector(Guid="x", Name="B"),
+                connector(Guid="x#1", Name="C"),
+            ]
+        )
+    )
+
+    keys = [c.key for c in snapshot.send_connectors]
+    assert len(set(keys)) == 3, keys
+    assert keys[2] == "x#1"  # a unique key is kept as it is
+
+
 def test_property_names_match_in_any_case() -> None:
     parsed = one_connector(
         {
