@@ -36,6 +36,7 @@ MAX_ALERT_BYTES = 40_000
 MAX_REASONS = 5
 MAX_REMEDIATION = 4
 MAX_LINE = 400
+MAX_NAMED = 20  # Open connectors a baseline's summary names; the rest are counted
 DIGEST = "digest"
 
 
@@ -139,9 +140,11 @@ def _target_alert(scan_id: str, changed: TargetChanges) -> Alert:
         kind = AlertKind.BASELINE
         title = "%s: first scan, %s" % (changed.target, _status(changed.status))
         opened = [item.connector for item in changed.changes]
+        named = ", ".join(_cut(name) for name in opened[:MAX_NAMED])
+        if len(opened) > MAX_NAMED:
+            named += " and %d more" % (len(opened) - MAX_NAMED)
         summary = (
-            "%d Open connector%s: %s"
-            % (len(opened), _s(len(opened)), ", ".join(opened))
+            "%d Open connector%s: %s" % (len(opened), _s(len(opened)), named)
             if opened
             else "No Open connectors."
         )
@@ -232,6 +235,10 @@ def _finish(
     while len(alert.to_json().encode()) > MAX_ALERT_BYTES and alert.items:
         keep = max(0, len(alert.items) - max(1, len(alert.items) // 8))
         alert = replace(alert, items=alert.items[:keep], omitted=len(items) - keep)
+    # Without items, only the summary can still be too long (names from a document):
+    # cut it, as a message over the queue's limit would never be queued at all.
+    while len(alert.to_json().encode()) > MAX_ALERT_BYTES and len(alert.summary) > 1:
+        alert = replace(alert, summary=alert.summary[: len(alert.summary) // 2] + "…")
     return alert
 
 

@@ -93,6 +93,28 @@ def test_baseline_names_open_connectors_in_its_summary() -> None:
     assert "EdgeSync" not in alert.summary
 
 
+@pytest.mark.parametrize(
+    ("count", "name"),
+    [(1500, "EdgeSync - Inbound %04d " + "n" * 40), (1, "\u00e9" * 100_000 + "%d")],
+    ids=["many-open-connectors", "one-huge-non-ascii-name"],
+)
+def test_baseline_of_many_or_long_open_connectors_fits_the_queue_budget(
+    count: int, name: str
+) -> None:
+    # The summary named every Open connector: 1,500 of them made a 100 KB alert,
+    # which the queue refuses (64 KiB), so the scan's alerts were never queued.
+    found = classify(
+        [own(None, Status.OPEN)]
+        + [change(name % i, None, Status.OPEN) for i in range(count)]
+    )
+    assert found is not None
+
+    alert = build_alerts("scan-1", [found], 10)[0]
+
+    assert len(alert.to_json().encode()) <= MAX_ALERT_BYTES
+    assert alert.summary.startswith("%d Open connector" % count)
+
+
 def test_baseline_of_a_collected_target_names_its_unreviewed_connectors() -> None:
     found = classify(
         [
