@@ -19,7 +19,6 @@ validates again with `target_from_spec`.
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import re
 from collections.abc import Callable, Mapping
@@ -28,6 +27,7 @@ from pathlib import Path
 from typing import Any, TypeGuard
 from urllib.parse import urljoin, urlsplit
 
+from shared.endpoints import display_url, is_loopback
 from shared.errors import InputError, UsageError
 from shared.model import Policy
 from shared.parse import decode_text
@@ -154,11 +154,11 @@ def load_inventory_blob(url: str, read_blob: Callable[[str], bytes]) -> Inventor
 
     def read_policy(name: str) -> Any:
         policy_url = urljoin(url, name)
-        return _json(read_blob(policy_url), "policy %s" % _display_url(policy_url))
+        return _json(read_blob(policy_url), "policy %s" % display_url(policy_url))
 
-    raw = _json(read_blob(url), "inventory %s" % _display_url(url))
+    raw = _json(read_blob(url), "inventory %s" % display_url(url))
     return inventory_from_obj(
-        raw, source=_display_url(url), read_policy=read_policy, base=None
+        raw, source=display_url(url), read_policy=read_policy, base=None
     )
 
 
@@ -298,7 +298,7 @@ def _policy_json(value: Any, read_policy: PolicyReader) -> Any:
 
 def _agent(spec: Mapping[str, Any]) -> AgentSource:
     url = _text(spec, "url")
-    shown = _display_url(url)  # messages never quote user info or a query string
+    shown = display_url(url)  # messages never quote user info or a query string
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018 -- raises ValueError for a port out of range
@@ -316,7 +316,7 @@ def _agent(spec: Mapping[str, Any]) -> AgentSource:
     auth = spec.get("auth")
     if auth not in AUTH_MODES:
         raise _EntryError("auth %r is not one of %s" % (auth, ", ".join(AUTH_MODES)))
-    loopback = _is_loopback(parts.hostname)
+    loopback = is_loopback(parts.hostname)
     if parts.scheme == "http" and not loopback:
         raise _EntryError(
             "url %r uses http; an agent off this machine must use https" % shown
@@ -379,15 +379,6 @@ def _text(spec: Mapping[str, Any], name: str) -> str:
     return value.strip()
 
 
-def _is_loopback(host: str) -> bool:
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def _usable_id(value: Any) -> TypeGuard[str]:
     return (
         isinstance(value, str)
@@ -417,13 +408,3 @@ def _json(data: bytes, what: str) -> Any:
         return json.loads(decode_text(data), object_pairs_hook=PSObject)
     except (InputError, ValueError, RecursionError) as error:
         raise UsageError("%s is not valid JSON: %s" % (what, error)) from None
-
-
-def _display_url(url: str) -> str:
-    """A URL without user info or query string (a SAS token, a key): safe to show."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "(a URL that cannot be read)"
-    host = parts.netloc.rpartition("@")[2]
-    return "%s://%s%s" % (parts.scheme, host, parts.path)

@@ -9,13 +9,13 @@ it in urllib3's debug lines, which would otherwise print the request path.
 from __future__ import annotations
 
 import enum
-import ipaddress
 import logging
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from shared.endpoints import is_loopback
 from shared.errors import UsageError
 from shared.settings import setting
 
@@ -157,7 +157,7 @@ def check_url(name: str, value: str, kind: ChannelKind) -> None:
         raise UsageError(
             "%s is not an http(s) URL; paste the webhook URL exactly as issued" % name
         )
-    if parts.scheme == "http" and not _is_loopback(host):
+    if parts.scheme == "http" and not is_loopback(host):
         raise UsageError(
             "%s uses plain http; use the https URL (http is accepted only on loopback)"
             % name
@@ -170,12 +170,3 @@ def check_url(name: str, value: str, kind: ChannelKind) -> None:
             "create a Teams Workflows webhook ('Post to a channel when a webhook "
             "request is received') and use its URL" % name
         )
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False

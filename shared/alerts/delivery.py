@@ -47,7 +47,7 @@ from shared.alerts.render import encode
 from shared.alerts.slack import slack_payload
 from shared.alerts.teams import teams_payload
 from shared.alerts.webhook import signed_request
-from shared.collectors.http import retry_after_seconds
+from shared.endpoints import retry_after_seconds
 from shared.errors import AlertDeliveryError, StoreError
 
 log = logging.getLogger(__name__)

@@ -7,7 +7,6 @@ entry never opens a socket or fetches a token.
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import time
 from collections.abc import Callable
@@ -16,7 +15,8 @@ from urllib.parse import urlsplit
 import requests
 
 from shared.collectors.credentials import TokenProvider
-from shared.collectors.http import HttpOptions, describe, looks_like_html, request
+from shared.collectors.http import HttpOptions, looks_like_html, request
+from shared.endpoints import display_url, is_loopback
 from shared.errors import CollectError
 from shared.inventory import AgentSource, Target
 
@@ -71,12 +71,12 @@ class AgentCollector:
         if looks_like_html(answer.body, answer.content_type):
             raise CollectError(
                 "the agent at %s answered with an HTML page, not an agent document — "
-                "check the agent URL and its authentication" % describe(source.url)
+                "check the agent URL and its authentication" % display_url(source.url)
             )
         if not answer.body.strip():
             raise CollectError(
                 "the agent at %s answered %d with an empty body; check the agent's log"
-                % (describe(source.url), answer.status)
+                % (display_url(source.url), answer.status)
             )
         return answer.body
 
@@ -84,7 +84,7 @@ class AgentCollector:
         if self._token_provider is None:
             raise CollectError(
                 "no credential is configured for auth %r; the agent at %s cannot be "
-                "called" % (source.auth, describe(source.url))
+                "called" % (source.auth, display_url(source.url))
             )
         if not source.scope:
             raise CollectError(
@@ -97,7 +97,7 @@ class AgentCollector:
 def check_agent_url(source: AgentSource) -> None:
     """Refuse, before any I/O, a URL the agent collector must not call."""
     parts = urlsplit(source.url)
-    where = describe(source.url)
+    where = display_url(source.url)
     host = parts.hostname
     if parts.scheme not in ("https", "http") or not host:
         raise CollectError(
@@ -120,13 +120,3 @@ def check_agent_url(source: AgentSource) -> None:
             "auth 'none' is allowed only for an agent on this machine, not %s; use "
             "managedIdentity, clientSecret or clientCertificate" % where
         )
-
-
-def is_loopback(host: str) -> bool:
-    """127.0.0.0/8, ::1 or the name localhost — decided without resolving anything."""
-    if host.lower().rstrip(".") == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False

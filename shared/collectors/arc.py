@@ -45,8 +45,8 @@ from shared.collectors.http import (
     HttpOptions,
     read_options,
     request,
-    retry_after_seconds,
 )
+from shared.endpoints import retry_after_seconds
 from shared.errors import CollectError, InputError, TransientCollectError
 from shared.inventory import ArcSource, Target
 from shared.settings import cloud, number_setting

@@ -27,6 +27,7 @@ from azure.storage.blob import (
     generate_blob_sas,
 )
 
+from shared.endpoints import display_url, is_loopback
 from shared.errors import CollectError, TransientCollectError
 from shared.settings import setting
 
@@ -40,9 +41,9 @@ _CLOCK_SKEW = timedelta(minutes=5)
 def check_container_url(url: str) -> str:
     """The container URL, refused when it carries a query (a SAS) or is not https."""
     parts = urlsplit(url)
-    loopback = parts.hostname in ("127.0.0.1", "localhost")
+    loopback = is_loopback(parts.hostname)
     if parts.query or parts.fragment or not parts.path.strip("/"):
-        shown = "%s://%s%s" % (parts.scheme, parts.hostname, parts.path)  # no SAS
+        shown = display_url(url)  # never the SAS
         raise CollectError(
             "outputBlob %r must be a plain container URL "
             "(https://<account>.blob.core.windows.net/<container>) without a SAS; "
@@ -50,7 +51,8 @@ def check_container_url(url: str) -> str:
         )
     if parts.scheme != "https" and not loopback:
         raise CollectError(
-            "outputBlob %r is not https; use the container's https URL" % url
+            "outputBlob %r is not https; use the container's https URL"
+            % display_url(url)
         )
     return url.rstrip("/")
 

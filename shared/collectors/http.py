@@ -24,7 +24,6 @@ import time
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any
@@ -33,6 +32,7 @@ from urllib.parse import urlsplit
 import requests
 import urllib3
 
+from shared.endpoints import display_url, retry_after_seconds
 from shared.errors import CollectError, TransientCollectError, UsageError
 from shared.settings import (
     DEFAULT_SIZE_CAP,
@@ -111,7 +111,7 @@ def request(
     `peer` names the other side in messages ("the agent"). A 2xx answer, or one whose
     status is in `allow_statuses`, is returned; anything else raises.
     """
-    exchange = _Exchange(session, method, url, options, peer, describe(url))
+    exchange = _Exchange(session, method, url, options, peer, display_url(url))
     for attempt in range(1, options.max_attempts + 1):
         last = attempt == options.max_attempts
         deadline = time.monotonic() + options.connect_timeout + options.read_timeout
@@ -153,20 +153,6 @@ def request(
     raise AssertionError("unreachable: the loop returns or raises")  # pragma: no cover
 
 
-def describe(url: str) -> str:
-    """The URL without user info, query or fragment: safe to put in a message."""
-    parts = urlsplit(url)
-    host = parts.hostname or "?"
-    if ":" in host:
-        host = "[%s]" % host
-    try:
-        port = parts.port
-    except ValueError:
-        port = None
-    netloc = host if port is None else "%s:%d" % (host, port)
-    return "%s://%s%s" % (parts.scheme or "?", netloc, parts.path)
-
-
 def looks_like_html(body: bytes, content_type: str) -> bool:
     """True for a web page (a login form, a proxy's error page) rather than data."""
     if content_type.split(";", maxsplit=1)[0].strip().lower() in (
@@ -176,23 +162,6 @@ def looks_like_html(body: bytes, content_type: str) -> bool:
         return True
     head = body[:512].lstrip(b"\xef\xbb\xbf \t\r\n").lower()
     return head.startswith((b"<!doctype html", b"<html"))
-
-
-def retry_after_seconds(value: str | None, now: datetime) -> float | None:
-    """Seconds to wait that a Retry-After header asks for; None when absent or bad."""
-    if value is None or not value.strip():
-        return None
-    text = value.strip()
-    # isascii: str.isdigit also takes "²", which float() refuses.
-    if text.isascii() and text.isdigit():
-        return float(text)
-    try:
-        when = parsedate_to_datetime(text)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - now).total_seconds())
 
 
 def read_options(environ: Mapping[str, str], prefix: str) -> HttpOptions:
@@ -240,7 +209,7 @@ class _Exchange:
     url: str
     options: HttpOptions
     peer: str
-    where: str  # the URL as describe() gives it
+    where: str  # the URL as display_url() gives it
 
     @property
     def who(self) -> str:

@@ -12,8 +12,9 @@ import pytest
 import requests
 
 from shared.collectors import collector_for
-from shared.collectors.agent import AgentCollector, is_loopback
+from shared.collectors.agent import AgentCollector
 from shared.collectors.http import HttpOptions
+from shared.endpoints import is_loopback
 from shared.errors import CollectError, TransientCollectError
 from shared.inventory import AgentSource, Target
 

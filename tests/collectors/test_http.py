@@ -12,12 +12,11 @@ import requests
 
 from shared.collectors.http import (
     HttpOptions,
-    describe,
     looks_like_html,
     read_options,
     request,
-    retry_after_seconds,
 )
+from shared.endpoints import display_url, retry_after_seconds
 from shared.errors import CollectError, TransientCollectError, UsageError
 
 from .conftest import Pki, Serve, answer, cut, drip
@@ -64,7 +63,7 @@ def test_retry_after_reads_seconds_and_http_dates(
 def test_describe_drops_credentials_query_and_fragment() -> None:
     url = "https://user:pw@edge01.contoso.example:8443/collect?code=abc123#frag"
 
-    assert describe(url) == "https://edge01.contoso.example:8443/collect"
+    assert display_url(url) == "https://edge01.contoso.example:8443/collect"
 
 
 @pytest.mark.parametrize(
