@@ -22,7 +22,7 @@ from shared.model import Domain, Policy, Verdict
 from shared.parse import read_input
 from shared.policy import load_policy
 from shared.rules import not_reviewed
-from shared.settings import DEFAULT_SIZE_CAP, setting
+from shared.settings import document_max_bytes
 from shared.stig import RULE
 
 # Subcommands that live in their own modules: each module has
@@ -92,15 +92,6 @@ def _run_module(args: argparse.Namespace, extra: list[str]) -> int:
     return int(module.run(parser.parse_args(extra), args.subcommand))
 
 
-def _size_cap() -> int:
-    text = setting(os.environ, "DOCUMENT_MAX_BYTES")
-    if text is None:
-        return DEFAULT_SIZE_CAP
-    if not (text.isascii() and text.isdigit()) or int(text) <= 0:
-        raise UsageError("DOCUMENT_MAX_BYTES=%r is not a positive whole number" % text)
-    return int(text)
-
-
 def run_evaluate(args: argparse.Namespace) -> int:
     policy = load_policy(args.policy) if args.policy else Policy()
     internal = [_domain_option(text) for text in args.internal_domain]
@@ -108,7 +99,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     if path.is_dir():
         raise UsageError("%s is a folder; give the file to judge" % path)
     try:
-        data = read_input(path, _size_cap())
+        data = read_input(path, document_max_bytes(os.environ))
     except InputError as error:
         verdict = not_reviewed(path.stem, str(error))
     else:

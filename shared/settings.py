@@ -42,10 +42,15 @@ def number_setting(
         value = math.nan
     if not math.isfinite(value) or value < minimum:
         raise UsageError(
-            "%s=%r is not a number of at least %g; fix the setting or remove it to use "
-            "the default %g" % (name, raw, minimum, default)
+            "%s=%r is not a number of at least %s; fix the setting or remove it to use "
+            "the default %s" % (name, raw, _plain(minimum), _plain(default))
         )
     return value
+
+
+def _plain(number: float) -> str:
+    """33554432, not 3.35544e+07."""
+    return str(int(number)) if float(number).is_integer() else str(number)
 
 
 def document_max_bytes(environ: Mapping[str, str]) -> int:
