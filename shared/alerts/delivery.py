@@ -32,6 +32,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import requests
+import urllib3
 from azure.core import MatchConditions
 from azure.core.exceptions import (
     AzureError,
@@ -57,6 +58,7 @@ DEFAULT_RETRY_SECONDS = 5.0  # when a throttled or failing receiver gives no Ret
 # minutes (host.json: maxDequeueCount 5, visibilityTimeout 1 min), so a later notBefore
 # would outlast every redelivery, and "Retry-After: 999...9" reads as infinity.
 MAX_RETRY_AFTER_SECONDS = 300.0
+_SNIPPET_BYTES = 1024  # of an error answer, read for its first 200 characters
 LEASE_SECONDS = 120.0  # a post plus its record fit well inside this
 WEBHOOK_ROW = "webhook"  # PartitionKey of the rows that mark a webhook as gone
 
@@ -143,6 +145,10 @@ class Poster:
 
     def post(self, channel: Channel, alert: Alert) -> PostResult:
         body, headers = self._request(channel, alert)
+        # The timeout bounds each read, not the answer: streamed, the body is read
+        # only for an error's snippet and only until this deadline, so a receiver
+        # trickling its answer cannot hold the post past the ledger's lease.
+        deadline = time.monotonic() + self._timeout
         try:
             response = self._session.post(
                 channel.url.reveal(),
@@ -150,13 +156,15 @@ class Poster:
                 headers=headers,
                 timeout=self._timeout,
                 allow_redirects=False,
+                stream=True,
             )
         except requests.RequestException as exc:
             # The exception text quotes the URL: keep only its type.
             return PostResult(
                 State.PENDING, None, "no answer (%s)" % type(exc).__name__
             )
-        return self._judge(channel, response)
+        with response:
+            return self._judge(channel, response, deadline)
 
     def _request(self, channel: Channel, alert: Alert) -> tuple[bytes, dict[str, str]]:
         if channel.kind is ChannelKind.WEBHOOK:
@@ -174,11 +182,13 @@ class Poster:
         headers["X-Stigwatch-Alert-Id"] = alert.id
         return body, headers
 
-    def _judge(self, channel: Channel, response: requests.Response) -> PostResult:
+    def _judge(
+        self, channel: Channel, response: requests.Response, deadline: float
+    ) -> PostResult:
         status = response.status_code
         if 200 <= status < 300:
             return PostResult(State.DELIVERED, status, "HTTP %d" % status)
-        detail = "HTTP %d %s" % (status, _snippet(response))
+        detail = "HTTP %d %s" % (status, _snippet(response, deadline))
         if status in (404, 410):
             return PostResult(State.GONE, status, detail)
         if status in (408, 425, 429) or status >= 500:
@@ -191,11 +201,21 @@ class Poster:
         return PostResult(State.REJECTED, status, detail)
 
 
-def _snippet(response: requests.Response) -> str:
+def _snippet(response: requests.Response, deadline: float) -> str:
     # Receivers answer with short error codes (Slack: "invalid_blocks"); cut and mask
     # anyway in case one echoes the request.
-    text = " ".join(response.text[:200].split())
-    return redact(text)
+    head = bytearray()
+    try:
+        # read1 returns what has arrived, so the deadline is checked as bytes trickle.
+        while len(head) < _SNIPPET_BYTES and time.monotonic() < deadline:
+            chunk = response.raw.read1(_SNIPPET_BYTES, decode_content=True)
+            if not chunk:
+                break
+            head += chunk
+    except (urllib3.exceptions.HTTPError, OSError):
+        pass  # a snippet only: what arrived before the connection broke will do
+    text = head.decode("utf-8", "replace")
+    return redact(" ".join(text[:200].split()))
 
 
 class DeliveryLedger:

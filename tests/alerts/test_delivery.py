@@ -299,3 +299,65 @@ def test_posts_from_many_threads_to_one_webhook_go_one_at_a_time_and_spaced() ->
     assert len(turns) == 4
     for (_, ended), (began, _) in itertools.pairwise(turns):
         assert began - ended >= gap * 0.9  # after the previous turn ended, and spaced
+
+
+class _TricklingWebhook:
+    """Answers every POST with `status` and then a body of one byte per `gap` s."""
+
+    def __init__(self, status: int, gap: float = 0.1, length: int = 100) -> None:
+        self.status, self.gap, self.length = status, gap, length
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.stop = threading.Event()
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def url(self) -> str:
+        return (
+            "http://127.0.0.1:%d/hook/HOOKPATH-DO-NOT-LOG"
+            % (self.server.getsockname()[1])
+        )
+
+    def _serve(self) -> None:
+        connection, _ = self.server.accept()
+        with connection:
+            connection.recv(65536)
+            connection.sendall(
+                b"HTTP/1.1 %d X\r\nContent-Length: %d\r\n\r\n"
+                % (self.status, self.length)
+            )
+            for _ in range(self.length):
+                if self.stop.wait(self.gap):
+                    return
+                try:
+                    connection.sendall(b"x")
+                except OSError:
+                    return
+
+    def close(self) -> None:
+        self.stop.set()
+        self.server.close()
+
+
+@pytest.mark.parametrize(
+    ("status", "state"), [(200, State.DELIVERED), (503, State.PENDING)]
+)
+def test_a_webhook_trickling_its_answer_is_judged_within_the_timeout(
+    status: int, state: State
+) -> None:
+    # requests read the whole body with a timeout per read only: an answer of one
+    # byte every 0.1 s held the post (and the webhook's pacing turn) far past the
+    # ledger's lease, so another worker could claim the alert and post it again.
+    webhook = _TricklingWebhook(status)
+    channel = configured_channels(
+        {"ALERT_WEBHOOK_URL": webhook.url(), "ALERT_WEBHOOK_SECRET": SECRET}
+    )[0]
+    try:
+        began = time.monotonic()
+        result = Poster(requests.Session(), SystemClock(), timeout=1.0).post(
+            channel, _alert()
+        )
+        took = time.monotonic() - began
+    finally:
+        webhook.close()
+
+    assert result.state is state
+    assert took < 3.0
