@@ -91,9 +91,13 @@ def read_message(body: bytes | str) -> ScanMessage:
         or data.get("v") != MESSAGE_VERSION
         or not isinstance(data.get("scanId"), str)
         or not isinstance(data.get("target"), dict)
+        # Without a target id there is nothing to store the message under or to
+        # count it as: it is not a message plan sent.
+        or not isinstance(data["target"].get("id"), str)
+        or not data["target"]["id"].strip()
     ):
         raise UsageError(
-            "queue message is not a version-%d scan message (%r...)"
+            "queue message is not a version-%d scan message with a target id (%r...)"
             % (MESSAGE_VERSION, text[:60])
         )
     return ScanMessage(scan_id=data["scanId"], target=data["target"])

@@ -77,6 +77,11 @@ def test_a_plain_text_message_is_what_the_host_cannot_decode(
         b'{"v": 2, "scanId": "s", "target": {}}',
         b'{"v": 1, "target": {}}',
         b'{"v": 1, "scanId": "s", "target": "EDGE01"}',
+        # No target to store or count it under: check stored these as targets
+        # "None" and "5", and counted them toward the scan's planned total.
+        b'{"v": 1, "scanId": "s", "target": {}}',
+        b'{"v": 1, "scanId": "s", "target": {"id": 5}}',
+        b'{"v": 1, "scanId": "s", "target": {"id": " "}}',
     ],
 )
 def test_a_body_that_is_not_a_scan_message_is_refused(body: bytes) -> None:

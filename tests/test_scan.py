@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from shared.errors import CollectError, TransientCollectError
+from shared.errors import CollectError, TransientCollectError, UsageError
 from shared.inventory import Inventory, Target, load_inventory_file
 from shared.model import TARGET_KEY, Status
 from shared.scan import (
@@ -276,6 +276,20 @@ def test_a_fault_of_ours_on_the_last_attempt_is_stored_too(
 
     [row] = runtime.findings.findings(target="EDGE-BERGEN").rows
     assert row["reasons"][0].startswith("stigwatch failed on this target (RuntimeError")
+
+
+def test_a_message_whose_target_has_no_id_is_refused_and_counts_nothing(
+    runtime: Runtime, sent: list[str]
+) -> None:
+    plan = plan_scan(load_inventory_file(ESTATE / "inventory.json"), runtime)
+    before = runtime.scans.get(plan.scan_id)
+    body = json.dumps({"v": 1, "scanId": plan.scan_id, "target": {"collector": "x"}})
+
+    with pytest.raises(UsageError, match="queue message"):
+        check_message(body, runtime.max_dequeue, runtime)
+
+    assert runtime.scans.get(plan.scan_id) == before
+    assert "None" not in {row["target"] for row in runtime.findings.findings().rows}
 
 
 def test_a_permanent_collect_error_is_stored_at_once(
