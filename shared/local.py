@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from shared.alerts.notify import AlertRuntime
-from shared.errors import TransientCollectError, UsageError
+from shared.errors import StoreError, TransientCollectError, UsageError
 from shared.inventory import load_inventory_file
 from shared.model import TARGET_KEY, Status
 from shared.scan import CheckResult, Runtime, build_runtime, check_message, plan_scan
@@ -37,6 +37,7 @@ DEFAULT_WORKERS = 8
 DEFAULT_RETRY_DELAY = 1.0
 # Locally a stopped Azurite should be reported in seconds, not after minutes of retries.
 LOCAL_CLIENT_OPTIONS = {"retry_total": 2, "connection_timeout": 10}
+_NOT_CHECKED = "not checked: storage stopped answering"
 
 
 def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
@@ -132,13 +133,33 @@ def run_scan(args: argparse.Namespace, environ: Any = None) -> int:
     )
 
     progress = _Progress(len(queued), err)
+    # Set when storage still fails after a target's last attempt: the targets after
+    # it would only fail the same way, slowly, so they are not checked.
+    storage_down = threading.Event()
     with ThreadPoolExecutor(max_workers=args.workers) as pool:
         outcomes = list(
             pool.map(
                 lambda text: progress.report(
-                    _check_with_retries(text, runtime, args.retry_delay, progress)
+                    _check_with_retries(
+                        text, runtime, args.retry_delay, progress, storage_down
+                    )
                 ),
                 queued,
+            )
+        )
+    if storage_down.is_set():
+        skipped = [o for o in outcomes if o.failure == _NOT_CHECKED]
+        failed = next(o for o in outcomes if o.failure and o.failure != _NOT_CHECKED)
+        raise StoreError(
+            "storage stopped answering during scan %s (%s: %s); %d of %d targets were "
+            "not checked — start the storage again (scripts/demo starts Azurite) and "
+            "rerun the scan"
+            % (
+                plan.scan_id,
+                failed.target_id,
+                failed.failure,
+                len(skipped),
+                len(outcomes),
             )
         )
 
@@ -202,12 +223,24 @@ class _Progress:
 
 
 def _check_with_retries(
-    text: str, runtime: Runtime, retry_delay: float, progress: _Progress
+    text: str,
+    runtime: Runtime,
+    retry_delay: float,
+    progress: _Progress,
+    storage_down: threading.Event,
 ) -> _Outcome:
     """Deliver one message as the queue would: again after transient trouble."""
     target_id = str(json.loads(text)["target"].get("id"))
     started = time.monotonic()
     for attempt in range(1, runtime.max_dequeue + 1):
+        if storage_down.is_set():
+            return _Outcome(
+                target_id,
+                None,
+                attempt - 1,
+                time.monotonic() - started,
+                failure=_NOT_CHECKED,
+            )
         try:
             result = check_message(text, attempt, runtime)
         except TransientCollectError as error:
@@ -220,6 +253,8 @@ def _check_with_retries(
             )
         except Exception as error:  # a storage or runtime fault, retried like the queue
             if attempt == runtime.max_dequeue:
+                if isinstance(error, StoreError):
+                    storage_down.set()
                 return _Outcome(
                     target_id,
                     None,

@@ -7,6 +7,7 @@ with unique names, so they never see each other's rows.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -61,9 +62,9 @@ def _listen(service: str, port: int) -> list[str]:
     return ["--%sHost" % service, "127.0.0.1", "--%sPort" % service, str(port)]
 
 
-@pytest.fixture(scope="session")
-def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """Start the pinned Azurite in memory; yield its connection string."""
+@contextlib.contextmanager
+def running_azurite(workdir: Path) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    """The pinned Azurite, in memory on free loopback ports: (process, connection)."""
     binary = ROOT / "node_modules" / ".bin" / "azurite"
     if not binary.exists():
         pytest.fail(
@@ -73,34 +74,39 @@ def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if shutil.which("node") is None:
         pytest.fail("Node.js is not on PATH; Azurite needs it")
     ports = [_free_port(), _free_port(), _free_port()]
-    workdir = tmp_path_factory.mktemp("azurite")
-    log = (workdir / "azurite.log").open("w")
-    process = subprocess.Popen(
-        [
-            str(binary),
-            "--inMemoryPersistence",
-            "--skipApiVersionCheck",
-            "--loose",
-            "--disableTelemetry",
-            *_listen("blob", ports[0]),
-            *_listen("queue", ports[1]),
-            *_listen("table", ports[2]),
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        for port in ports:
-            _wait_for_port(port, deadline)
-        yield connection_string(*ports)
-    finally:
-        process.terminate()
+    with (workdir / "azurite.log").open("w") as log:
+        process = subprocess.Popen(
+            [
+                str(binary),
+                "--inMemoryPersistence",
+                "--skipApiVersionCheck",
+                "--loose",
+                "--disableTelemetry",
+                *_listen("blob", ports[0]),
+                *_listen("queue", ports[1]),
+                *_listen("table", ports[2]),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
         try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        log.close()
+            deadline = time.monotonic() + 30
+            for port in ports:
+                _wait_for_port(port, deadline)
+            yield process, connection_string(*ports)
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+@pytest.fixture(scope="session")
+def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """One Azurite for the session; yield its connection string."""
+    with running_azurite(tmp_path_factory.mktemp("azurite")) as (_, connection):
+        yield connection
 
 
 @pytest.fixture

@@ -6,11 +6,12 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import DATA, ROOT
+from tests.conftest import DATA, ROOT, running_azurite
 from tests.storage_fixtures import environ_for
 
 pytestmark = pytest.mark.azurite
@@ -139,3 +140,51 @@ def test_findings_as_text_gives_each_open_connectors_fix(
         "fix: Set-SendConnector -Identity 'EdgeSync - Inbound to Bergen' "
         "-RequireTLS $true -TlsAuthLevel DomainValidation -TlsDomain fabrikam.example"
     ]
+
+
+def test_scan_stops_with_one_line_when_storage_goes_away_midway(
+    tmp_path: Path,
+) -> None:
+    document = (DATA / "estate" / "edge-oslo.json").read_text()
+    targets = []
+    for index in range(300):
+        path = tmp_path / ("edge%03d.json" % index)
+        path.write_text(document)
+        targets.append(
+            {"id": "EDGE%03d" % index, "collector": "file", "path": str(path)}
+        )
+    inventory = tmp_path / "inventory.json"
+    inventory.write_text(json.dumps({"targets": targets}))
+
+    with running_azurite(tmp_path) as (storage, connection):
+        scan = subprocess.Popen(
+            [
+                *(sys.executable, "-m", "shared", "scan", "--targets", str(inventory)),
+                *("--retry-delay", "0", "--workers", "2"),
+            ],
+            cwd=ROOT,
+            env={
+                "PATH": os.environ.get("PATH", ""),
+                "PYTHONPATH": str(ROOT),
+                "AzureWebJobsStorage": connection,
+            },
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert scan.stderr is not None
+        for line in scan.stderr:
+            if line.startswith("[1/"):
+                break
+        storage.kill()
+        storage.wait(timeout=10)
+        stopped = time.monotonic()
+        _, rest = scan.communicate(timeout=240)
+        took = time.monotonic() - stopped
+
+    assert scan.returncode == 1
+    assert "Traceback" not in rest
+    assert rest.strip().splitlines()[-1].startswith("python -m shared scan: failed:")
+    assert "storage stopped answering" in rest
+    assert "were not checked" in rest
+    assert took < 120
