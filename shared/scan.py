@@ -223,6 +223,9 @@ def check_message(
         if runtime.scans.get(scan_id).state == COMPLETE:
             on_scan_complete(scan_id, runtime)
         return CheckResult(target_id, None)
+    # A message for a scan this storage never planned would be collected and stored
+    # but could never be counted: refuse it before any work (StoreError, then poison).
+    runtime.scans.get(scan_id)
     last = dequeue_count >= runtime.max_dequeue
     try:
         target = target_from_message(message.target)

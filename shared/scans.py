@@ -161,6 +161,19 @@ class ScanBook:
             "reason": reason,
             "countedAt": at,
         }
+        with self._count_lock:
+            return self._count(table, scan_id, target_id, outcome, marker, at=at)
+
+    def _count(
+        self,
+        table: TableClient,
+        scan_id: str,
+        target_id: str,
+        outcome: str,
+        marker: dict[str, Any],
+        *,
+        at: str,
+    ) -> Tally:
         for attempt in range(1, _MAX_ATTEMPTS + 1):
             try:
                 row = self._get(scan_id)

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from shared.errors import CollectError, TransientCollectError, UsageError
+from shared.errors import CollectError, StoreError, TransientCollectError, UsageError
 from shared.inventory import Inventory, Target, load_inventory_file
 from shared.model import TARGET_KEY, Status
 from shared.scan import (
@@ -434,3 +434,18 @@ def test_the_findings_query_takes_a_status_in_any_case_and_pages(
     assert {"target", "connector", "key", "status", "firstSeen", "lastSeen"} <= set(
         rows[0]
     )
+
+
+def test_a_message_for_a_scan_never_planned_is_refused_before_any_work(
+    runtime: Runtime, sent: list[str], tmp_path: Path
+) -> None:
+    text = json.loads(_bergen_message(runtime, sent, tmp_path))
+    text["scanId"] = "20261130T060000Z-deadbeef"
+    collected: list[str] = []
+    runtime.collect = lambda _runtime, target: collected.append(target.id) or b""
+
+    with pytest.raises(StoreError, match="no row"):
+        check_message(json.dumps(text), 1, runtime)
+
+    assert collected == []
+    assert runtime.findings.findings(target="EDGE-BERGEN").rows == []
