@@ -24,6 +24,7 @@ TARGET_ROW = "%s|%s" % (RULE_PREFIX, TARGET_KEY)
 SCAN_ROW = "scan"
 _OUTBOX_PREFIX = "outbox|"
 _COUNTED_PREFIX = "target|"
+_PLANNED_PREFIX = "planned|"
 
 # A Table key may be 1 KiB. Sizes here are `key_size`, which is never below the bytes
 # the service counts. A row key is the rule prefix and up to two escaped parts joined by
@@ -119,6 +120,11 @@ def outbox_row(scan_id: str) -> str:
 def counted_row(target_id: str) -> str:
     """The RowKey, in the scan's partition, marking a target as counted."""
     return _bounded(_COUNTED_PREFIX + escape(target_id))
+
+
+def planned_row(target_id: str) -> str:
+    """The RowKey, in the scan's partition, holding a planned target's spec."""
+    return _bounded(_PLANNED_PREFIX + escape(target_id))
 
 
 def scan_partition(scan_id: str) -> str:

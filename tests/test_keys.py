@@ -106,9 +106,17 @@ def test_every_key_fits_the_service_limit_in_either_encoding(a: str, b: str) -> 
         keys.history_row(a, b),
         keys.outbox_row(a),
         keys.counted_row(a),
+        keys.planned_row(a),
         keys.scan_partition(a),
     ]
 
     for key in built:
         assert len(key.encode("utf-8")) <= keys.MAX_KEY_BYTES
         assert len(key.encode("utf-16-le")) <= keys.MAX_KEY_BYTES
+
+
+def test_a_planned_row_is_apart_from_the_scan_row_and_the_counted_marker() -> None:
+    # All three live in the scan's partition.
+    rows = {keys.SCAN_ROW, keys.counted_row("scan"), keys.planned_row("scan")}
+
+    assert len(rows) == 3
