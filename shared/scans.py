@@ -1,9 +1,17 @@
-"""The scans table: one row per scan with its counters, one marker per counted target.
+"""The scans table: one row per scan with its counters, its planned targets' specs and
+one marker per counted target.
 
     scans   PartitionKey = escaped scan id
-            RowKey "scan"         planned, done, failed, state, startedAt, completedAt,
-                                  problems (JSON list of inventory problem lines)
-            RowKey "target|<id>"  the target was counted: outcome, status, reason
+            RowKey "scan"          planned, done, failed, state, startedAt, completedAt,
+                                   problems (JSON list of inventory problem lines)
+            RowKey "planned|<id>"  target, spec (+ spec2... when long), specParts: the
+                                   target's self-contained inventory entry as JSON
+            RowKey "target|<id>"   the target was counted: outcome, status, reason
+
+Only plan writes the planned rows, before it sends any message; a queue message names a
+scan and a target and nothing else, and check builds the target from the planned row.
+So whoever can write to the queue cannot choose where a token is sent or for which
+scope, and a message naming a target the scan never planned is refused uncounted.
 
 Counting a target is one entity-group transaction: create its marker and replace the
 scan row on its ETag. Two finishing checks that read the same ETag cannot both win
@@ -19,6 +27,7 @@ import logging
 import random
 import threading
 import time
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,8 +37,8 @@ from azure.data.tables import TableClient, TableTransactionError, UpdateMode
 
 from shared import keys
 from shared.account import StorageAccount
-from shared.errors import StoreError
-from shared.store import TableNames, store_error
+from shared.errors import StoreError, UsageError
+from shared.store import MAX_BATCH, TableNames, store_error
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +48,35 @@ RUNNING = "running"
 COMPLETE = "complete"
 
 _MAX_ATTEMPTS = 200
+# A string column holds 64 KiB of UTF-16; 16,000 characters fit even if every one
+# needs two UTF-16 units. Twelve parts keep the row well inside an entity's 1 MiB.
+SPEC_PART_CHARS = 16_000
+MAX_SPEC_PARTS = 12
+# A transaction's request may be 4 MiB; entities are counted as the SDK sends them
+# (JSON, non-ASCII escaped), leaving room for the multipart framing.
+_MAX_BATCH_BYTES = 3 * 1024 * 1024
+
+
+def spec_columns(target_id: str, spec: Mapping[str, Any]) -> dict[str, Any]:
+    """A planned row's spec columns; UsageError when the spec is too long to store."""
+    text = json.dumps(spec, ensure_ascii=False, separators=(",", ":"))
+    parts = [
+        text[start : start + SPEC_PART_CHARS]
+        for start in range(0, len(text), SPEC_PART_CHARS)
+    ] or [""]
+    if len(parts) > MAX_SPEC_PARTS:
+        raise UsageError(
+            "its entry is %d characters as JSON, over the %d a planned row holds; "
+            "shorten its policy" % (len(text), SPEC_PART_CHARS * MAX_SPEC_PARTS)
+        )
+    columns: dict[str, Any] = {"specParts": len(parts)}
+    for number, part in enumerate(parts, start=1):
+        columns[_spec_column(number)] = part
+    return columns
+
+
+def _spec_column(number: int) -> str:
+    return "spec" if number == 1 else "spec%d" % number
 
 
 @dataclass(frozen=True)
@@ -109,6 +147,61 @@ class ScanBook:
         except AzureError as error:
             raise store_error("start scan %r" % scan_id, self.account, error) from error
         return _record(entity)
+
+    def plan(self, scan_id: str, planned: Mapping[str, Mapping[str, Any]]) -> None:
+        """Write each planned target's row (target id → `spec_columns`), batched."""
+        partition = keys.scan_partition(scan_id)
+        entities = [
+            {
+                "PartitionKey": partition,
+                "RowKey": keys.planned_row(target_id),
+                "target": target_id,
+                **columns,
+            }
+            for target_id, columns in planned.items()
+        ]
+        table = self._table()
+        for batch in _planned_batches(entities):
+            try:
+                table.submit_transaction([("upsert", entity) for entity in batch])
+            except AzureError as error:
+                raise store_error(
+                    "plan scan %r" % scan_id, self.account, error
+                ) from error
+
+    def planned_spec(self, scan_id: str, target_id: str) -> Any:
+        """The spec plan stored for the target (one point read), parsed from JSON.
+
+        StoreError when the scan did not plan the target: the message was not sent by
+        plan in this storage account, and checking it could never be counted.
+        """
+        try:
+            row = self._table().get_entity(
+                keys.scan_partition(scan_id), keys.planned_row(target_id)
+            )
+        except ResourceNotFoundError:
+            row = None
+        except AzureError as error:
+            raise store_error("read scan %r" % scan_id, self.account, error) from error
+        # A shortened key could in theory be another id's: the row names its target.
+        if row is None or row.get("target") != target_id:
+            raise StoreError(
+                "scan %r has no row planning target %r in table %r; plan never sent "
+                "this message in this storage account (another account, a deleted "
+                "scan or a forged message): it is refused and goes to poison"
+                % (scan_id, target_id, self.names.scans)
+            )
+        parts = int(row.get("specParts") or 1)
+        text = "".join(
+            str(row.get(_spec_column(number)) or "") for number in range(1, parts + 1)
+        )
+        try:
+            return json.loads(text)
+        except ValueError:
+            raise StoreError(
+                "the planned row of target %r in scan %r holds no whole JSON spec; "
+                "plan the scan again" % (target_id, scan_id)
+            ) from None
 
     def get(self, scan_id: str) -> ScanRecord:
         try:
@@ -240,6 +333,30 @@ class ScanBook:
             "finishing at once; the queue will retry"
             % (target_id, scan_id, _MAX_ATTEMPTS)
         )
+
+
+def _planned_batches(
+    entities: Sequence[dict[str, Any]],
+) -> Iterator[list[dict[str, Any]]]:
+    """Entity-group transactions: one partition, at most 100 rows and 3 MiB each.
+
+    Checked here because Azurite accepts batches Azure refuses.
+    """
+    batch: list[dict[str, Any]] = []
+    size = 0
+    for entity in entities:
+        entity_size = len(json.dumps(entity))
+        if batch and (
+            len(batch) == MAX_BATCH
+            or size + entity_size > _MAX_BATCH_BYTES
+            or entity["PartitionKey"] != batch[0]["PartitionKey"]
+        ):
+            yield batch
+            batch, size = [], 0
+        batch.append(entity)
+        size += entity_size
+    if batch:
+        yield batch
 
 
 def _record(row: Any) -> ScanRecord:

@@ -3,12 +3,24 @@
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import pytest
 
-from shared.errors import StoreError
-from shared.scans import COMPLETE, DONE, FAILED, RUNNING, ScanBook
-from tests.storage_fixtures import finding_store, scan_book
+from shared.account import AccountSettings, StorageAccount
+from shared.errors import StoreError, UsageError
+from shared.scans import (
+    COMPLETE,
+    DONE,
+    FAILED,
+    MAX_SPEC_PARTS,
+    RUNNING,
+    SPEC_PART_CHARS,
+    ScanBook,
+    spec_columns,
+)
+from shared.store import FindingStore
+from tests.storage_fixtures import finding_store, scan_book, table_names
 
 pytestmark = pytest.mark.azurite
 
@@ -79,3 +91,85 @@ def test_scan_ids_with_forbidden_characters_are_stored(book: ScanBook) -> None:
     tally = book.count("local/2026#1", "a?b", outcome=DONE, status="Open", at=AT)
 
     assert tally.completed
+
+
+def _spec(target_id: str, policy_chars: int = 0) -> dict[str, Any]:
+    spec: dict[str, Any] = {"id": target_id, "collector": "file", "path": "/d.json"}
+    if policy_chars:
+        spec["policy"] = {"internalDomains": ["x" * policy_chars]}
+    return spec
+
+
+def _plan(book: ScanBook, scan_id: str, specs: list[dict[str, Any]]) -> None:
+    book.plan(scan_id, {spec["id"]: spec_columns(spec["id"], spec) for spec in specs})
+
+
+def test_a_planned_target_reads_back_its_spec(book: ScanBook) -> None:
+    spec = _spec("EDGE/01 #1 — Zürich")
+    _plan(book, "local/2026#1", [spec])
+
+    assert book.planned_spec("local/2026#1", "EDGE/01 #1 — Zürich") == spec
+
+
+def test_a_target_the_scan_did_not_plan_is_a_store_error(book: ScanBook) -> None:
+    _plan(book, "s1", [_spec("EDGE01")])
+    _plan(book, "s2", [_spec("EDGE02")])
+
+    with pytest.raises(
+        StoreError, match="scan 's1' has no row planning target 'EDGE02'"
+    ):
+        book.planned_spec("s1", "EDGE02")
+    with pytest.raises(StoreError, match="no row planning"):
+        book.planned_spec("never", "EDGE01")
+    with pytest.raises(StoreError, match="no row planning"):
+        book.planned_spec("s1", "edge01")  # ids are stored as written
+
+
+def test_a_long_spec_spans_columns_and_reads_back_whole(book: ScanBook) -> None:
+    # Astral characters take two UTF-16 units each: the worst case for a column.
+    spec = _spec("EDGE01", policy_chars=3 * SPEC_PART_CHARS)
+    spec["policy"]["internalDomains"].append("\U0001f512" * SPEC_PART_CHARS)
+    columns = spec_columns("EDGE01", spec)
+
+    _plan(book, "s1", [spec])
+
+    assert columns["specParts"] == 5
+    assert book.planned_spec("s1", "EDGE01") == spec
+
+
+def test_a_spec_longer_than_a_planned_row_holds_is_refused() -> None:
+    spec = _spec("EDGE01", policy_chars=MAX_SPEC_PARTS * SPEC_PART_CHARS)
+
+    with pytest.raises(UsageError, match="over the 192000 a planned row holds"):
+        spec_columns("EDGE01", spec)
+
+
+def test_planned_rows_go_in_transactions_of_at_most_100_rows_and_3_mib(
+    azurite: str, unique_name: str
+) -> None:
+    sent: list[tuple[str, int]] = []
+    account = StorageAccount(
+        AccountSettings(connection_string=azurite),
+        client_options={
+            "raw_request_hook": lambda r: sent.append(
+                (r.http_request.url, len(r.http_request.body or b""))
+            )
+        },
+    )
+    FindingStore(account, table_names(unique_name)).create_tables()
+    book = ScanBook(account, table_names(unique_name))
+    small = [_spec("S%03d" % n) for n in range(250)]
+    large = [_spec("L%02d" % n, policy_chars=150_000) for n in range(30)]
+
+    sent.clear()
+    _plan(book, "s1", small)
+    small_batches = [size for url, size in sent if url.endswith("$batch")]
+    sent.clear()
+    _plan(book, "s2", large)
+    large_batches = [size for url, size in sent if url.endswith("$batch")]
+
+    assert len(small_batches) == 3  # 100, 100, 50
+    assert len(large_batches) > 1
+    assert 1024 * 1024 < max(large_batches) < 4 * 1024 * 1024  # Azure takes 4 MiB
+    assert book.planned_spec("s1", "S249") == small[-1]
+    assert book.planned_spec("s2", "L29") == large[-1]
