@@ -29,6 +29,7 @@ from shared.alerts.notify import AlertRuntime
 from shared.errors import StoreError, TransientCollectError, UsageError
 from shared.inventory import load_inventory_file
 from shared.model import TARGET_KEY, Status
+from shared.queueing import read_message
 from shared.scan import CheckResult, Runtime, build_runtime, check_message, plan_scan
 
 log = logging.getLogger(__name__)
@@ -230,7 +231,7 @@ def _check_with_retries(
     storage_down: threading.Event,
 ) -> _Outcome:
     """Deliver one message as the queue would: again after transient trouble."""
-    target_id = str(json.loads(text)["target"].get("id"))
+    target_id = read_message(text).target_id
     started = time.monotonic()
     for attempt in range(1, runtime.max_dequeue + 1):
         if storage_down.is_set():

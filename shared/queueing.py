@@ -5,12 +5,14 @@ The Functions host decodes a queue message as host.json's `messageEncoding` says
 and a message the host cannot decode goes straight to the poison queue, so the sender
 here always base64-encodes UTF-8 JSON, and a test holds host.json to the same choice.
 
-A message body:
+A message body names the work and nothing else:
 
-    {"v": 1, "scanId": "20261130T060000Z-1a2b3c4d", "target": {<the target's spec>}}
+    {"v": 2, "scanId": "20261130T060000Z-1a2b3c4d", "targetId": "EDGE01"}
 
-The target's spec is its inventory entry made self-contained (policy inlined), so
-`check` never reads the inventory again.
+The target's spec (URL, token scope, auth, file path, policy) stays in the scan's
+planned row, which only plan writes (shared.scans), so a message written to the queue
+by anyone else cannot choose what is collected from where. Version 1 carried the spec
+itself and is refused, as is any message with a field beyond these three.
 """
 
 from __future__ import annotations
@@ -37,7 +39,8 @@ log = logging.getLogger(__name__)
 SCAN_QUEUE = "scan-targets"
 POISON_QUEUE = SCAN_QUEUE + "-poison"
 MESSAGE_ENCODING = "base64"  # host.json extensions.queues.messageEncoding
-MESSAGE_VERSION = 1
+MESSAGE_VERSION = 2
+_FIELDS = frozenset({"v", "scanId", "targetId"})
 # A queue message holds 64 KiB once encoded; base64 makes 3 bytes into 4.
 MAX_ENCODED = 64 * 1024
 HOST_JSON = Path(__file__).resolve().parent.parent / "host.json"
@@ -49,24 +52,20 @@ _SEND_THREADS = 16
 @dataclass(frozen=True)
 class ScanMessage:
     scan_id: str
-    target: Mapping[str, Any]
-
-    @property
-    def target_id(self) -> str:
-        return str(self.target.get("id"))
+    target_id: str
 
     def to_text(self) -> str:
         """The body as JSON text; UsageError when it would not fit in a message."""
         text = json.dumps(
-            {"v": MESSAGE_VERSION, "scanId": self.scan_id, "target": self.target},
+            {"v": MESSAGE_VERSION, "scanId": self.scan_id, "targetId": self.target_id},
             ensure_ascii=False,
             separators=(",", ":"),
         )
         size = len(encode_body(text))
         if size > MAX_ENCODED:
             raise UsageError(
-                "the queue message for target %r would be %d bytes (limit %d); "
-                "shorten its policy" % (self.target_id, size, MAX_ENCODED)
+                "the queue message for target %r... would be %d bytes (limit %d); "
+                "shorten its id" % (self.target_id[:60], size, MAX_ENCODED)
             )
         return text
 
@@ -86,21 +85,31 @@ def read_message(body: bytes | str) -> ScanMessage:
             "queue message is not JSON (%r...); was it sent without base64 "
             "encoding, or by something other than plan?" % text[:60]
         ) from None
+    if isinstance(data, dict) and data.get("v") == 1:
+        # Its spec is not to be trusted, and is not quoted: it may name any URL.
+        raise UsageError(
+            "queue message is version 1, which carried its target's whole spec; "
+            "version %d names only the scan and target, so plan the scan again"
+            % MESSAGE_VERSION
+        )
     if (
         not isinstance(data, dict)
         or data.get("v") != MESSAGE_VERSION
-        or not isinstance(data.get("scanId"), str)
-        or not isinstance(data.get("target"), dict)
+        or set(data) != _FIELDS
+        or not _usable(data["scanId"])
         # Without a target id there is nothing to store the message under or to
         # count it as: it is not a message plan sent.
-        or not isinstance(data["target"].get("id"), str)
-        or not data["target"]["id"].strip()
+        or not _usable(data["targetId"])
     ):
         raise UsageError(
-            "queue message is not a version-%d scan message with a target id (%r...)"
-            % (MESSAGE_VERSION, text[:60])
+            "queue message is not a version-%d scan message of exactly %s (%r...)"
+            % (MESSAGE_VERSION, ", ".join(sorted(_FIELDS)), text[:60])
         )
-    return ScanMessage(scan_id=data["scanId"], target=data["target"])
+    return ScanMessage(scan_id=data["scanId"], target_id=data["targetId"])
+
+
+def _usable(value: Any) -> bool:
+    return isinstance(value, str) and bool(value.strip())
 
 
 class QueueSender:

@@ -4,9 +4,10 @@
 the same functions in-process. Everything they touch comes in a `Runtime`, built on
 first use (never at import) by `build_runtime`.
 
-    plan_scan      inventory → scan row, Not_Reviewed for bad entries, one message each
-    check_message  one message → collect → assess → store → count; the last count of a
-                   scan calls on_scan_complete
+    plan_scan      inventory → planned rows and scan row, Not_Reviewed for bad entries,
+                   one message each (scan id and target id only)
+    check_message  one message → its planned row → collect → assess → store → count;
+                   the last count of a scan calls on_scan_complete
     findings_query HTTP query parameters → (status code, JSON body)
 """
 
@@ -38,7 +39,7 @@ from shared.inventory import (
 )
 from shared.model import Change, Status
 from shared.queueing import QueueSender, ScanMessage, max_dequeue_count, read_message
-from shared.scans import COMPLETE, DONE, FAILED, ScanBook
+from shared.scans import COMPLETE, DONE, FAILED, ScanBook, spec_columns
 from shared.settings import setting
 from shared.store import FindingStore, Sighting, TableNames, decode_continuation
 
@@ -144,22 +145,28 @@ def inventory_from_settings(runtime: Runtime) -> Inventory:
 def plan_scan(
     inventory: Inventory, runtime: Runtime, *, scan_id: str | None = None
 ) -> PlanResult:
-    """Start a scan: its row, Not_Reviewed for bad entries, one message per target."""
+    """Start a scan: each target's planned row, the scan row, Not_Reviewed for bad
+    entries, then one message per planned target."""
     scan_id = scan_id or new_scan_id()
     started_at = runtime.now()
     messages: list[str] = []
+    planned_rows: dict[str, dict[str, Any]] = {}
     problems = list(inventory.problems)
     for planned in inventory.targets:
+        target_id = planned.target.id
         try:
-            messages.append(ScanMessage(scan_id, planned.spec).to_text())
+            columns = spec_columns(target_id, planned.spec)
+            messages.append(ScanMessage(scan_id, target_id).to_text())
         except UsageError as error:
             problems.append(
-                EntryProblem(
-                    "target %r" % planned.target.id, str(error), planned.target.id
-                )
+                EntryProblem("target %r" % target_id, str(error), target_id)
             )
+            continue
+        planned_rows[target_id] = columns
     # Entries with a usable id are stored under it; others are listed on the scan row.
     storable = [(p.target_id, p.message) for p in problems if p.target_id is not None]
+    # Before any message: check trusts nothing but these rows.
+    runtime.scans.plan(scan_id, planned_rows)
     record = runtime.scans.start(
         scan_id,
         planned=len(messages) + len(storable),
@@ -223,12 +230,13 @@ def check_message(
         if runtime.scans.get(scan_id).state == COMPLETE:
             on_scan_complete(scan_id, runtime)
         return CheckResult(target_id, None)
-    # A message for a scan this storage never planned would be collected and stored
-    # but could never be counted: refuse it before any work (StoreError, then poison).
-    runtime.scans.get(scan_id)
+    # A message naming a target its scan never planned (another storage account, a
+    # deleted scan, a forged message) would be collected and stored but could never
+    # be counted: refuse it before any work (StoreError, then poison).
+    spec = runtime.scans.planned_spec(scan_id, target_id)
     last = dequeue_count >= runtime.max_dequeue
     try:
-        target = target_from_message(message.target)
+        target = target_from_message(spec)
     except UsageError as error:
         completed = _store_not_assessed(runtime, scan_id, target_id, str(error))
         return CheckResult(target_id, Status.NOT_REVIEWED, (), completed)

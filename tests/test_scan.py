@@ -283,7 +283,7 @@ def test_a_message_whose_target_has_no_id_is_refused_and_counts_nothing(
 ) -> None:
     plan = plan_scan(load_inventory_file(ESTATE / "inventory.json"), runtime)
     before = runtime.scans.get(plan.scan_id)
-    body = json.dumps({"v": 1, "scanId": plan.scan_id, "target": {"collector": "x"}})
+    body = json.dumps({"v": 2, "scanId": plan.scan_id, "targetId": None})
 
     with pytest.raises(UsageError, match="queue message"):
         check_message(body, runtime.max_dequeue, runtime)
@@ -449,3 +449,137 @@ def test_a_message_for_a_scan_never_planned_is_refused_before_any_work(
 
     assert collected == []
     assert runtime.findings.findings(target="EDGE-BERGEN").rows == []
+
+
+def test_a_check_makes_the_same_round_trips_whatever_the_target_holds(
+    azurite: str, unique_name: str, sent: list[str]
+) -> None:
+    requests: list[str] = []
+    runtime = build_runtime(
+        environ_for(azurite, unique_name),
+        send=sent.extend,
+        client_options={
+            "raw_request_hook": lambda r: requests.append(r.http_request.method)
+        },
+    )
+    plan_scan(load_inventory_file(ESTATE / "inventory.json"), runtime)
+
+    def trips(target: str) -> int:
+        requests.clear()
+        check_message(next(t for t in sent if '"%s"' % target in t), 1, runtime)
+        return len(requests)
+
+    # First sight of each target: counted marker, planned row, the findings query,
+    # history and findings batches, then the scan row read and count transaction.
+    assert trips("EDGE-OSLO") == trips("EDGE-BERGEN") == 7
+    rows = runtime.findings.findings().rows
+    assert len([r for r in rows if r["target"] == "EDGE-OSLO"]) != len(
+        [r for r in rows if r["target"] == "EDGE-BERGEN"]
+    )
+    sent.clear()
+    plan_scan(load_inventory_file(ESTATE / "inventory.json"), runtime)
+    # Nothing changed: no history batch.
+    assert trips("EDGE-OSLO") == trips("EDGE-BERGEN") == 6
+
+
+def _forged(scan_id: str, target_id: str, **extra: Any) -> str:
+    return json.dumps({"v": 2, "scanId": scan_id, "targetId": target_id, **extra})
+
+
+def _collected(runtime: Runtime) -> list[str]:
+    collected: list[str] = []
+
+    def collect(_runtime: Runtime, target: Target) -> bytes:
+        collected.append(target.id)
+        return b""
+
+    runtime.collect = collect
+    return collected
+
+
+def test_a_message_naming_a_target_its_scan_did_not_plan_is_refused_uncounted(
+    runtime: Runtime, sent: list[str], tmp_path: Path
+) -> None:
+    plan = plan_scan(load_inventory_file(_estate_copy(tmp_path)), runtime)
+    oslo = next(t for t in sent if '"EDGE-OSLO"' in t)
+    check_message(oslo, 1, runtime)  # one target left: a count would complete it
+    before = runtime.scans.get(plan.scan_id)
+    collected = _collected(runtime)
+
+    for target_id in ("EDGE-FORGED", "edge-bergen", "EDGE-GONE"):
+        with pytest.raises(StoreError, match="no row planning target"):
+            check_message(
+                _forged(plan.scan_id, target_id), runtime.max_dequeue, runtime
+            )
+
+    assert collected == []
+    assert runtime.scans.get(plan.scan_id) == before
+    assert before.state == "running"
+    stored = {row["target"] for row in runtime.findings.findings().rows}
+    assert stored == {"EDGE-OSLO"}
+    assert not runtime.scans.is_counted(plan.scan_id, "EDGE-FORGED")
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"url": "https://collector.invalid/", "scope": "https://graph.invalid/"},
+        {"target": {"id": "EDGE-BERGEN", "collector": "file", "path": "/etc/passwd"}},
+    ],
+)
+def test_a_message_for_a_planned_target_with_a_forged_field_is_refused(
+    runtime: Runtime, sent: list[str], tmp_path: Path, extra: dict[str, Any]
+) -> None:
+    plan = plan_scan(load_inventory_file(_estate_copy(tmp_path)), runtime)
+    before = runtime.scans.get(plan.scan_id)
+    collected = _collected(runtime)
+    v1 = json.dumps({"v": 1, "scanId": plan.scan_id, **extra})
+
+    for body in (_forged(plan.scan_id, "EDGE-BERGEN", **extra), v1):
+        with pytest.raises(UsageError, match="queue message"):
+            check_message(body, runtime.max_dequeue, runtime)
+
+    assert collected == []
+    assert runtime.scans.get(plan.scan_id) == before
+    assert runtime.findings.findings().rows == []
+
+
+def test_planned_rows_survive_redelivery_and_a_rescan(
+    runtime: Runtime, sent: list[str], tmp_path: Path
+) -> None:
+    inventory = load_inventory_file(_estate_copy(tmp_path))
+    specs = {p.target.id: dict(p.spec) for p in inventory.targets}
+    _scan(inventory, runtime, sent)
+    first, first_sent = _scan_id(sent), list(sent)
+    check_message(first_sent[0], 2, runtime)  # redelivered
+
+    _scan(inventory, runtime, sent)
+
+    second = _scan_id(sent)
+    for scan_id in (first, second):
+        for target_id, spec in specs.items():
+            assert runtime.scans.planned_spec(scan_id, target_id) == spec
+    # The first scan's messages, delivered again, are still known and still counted.
+    assert [check_message(t, 3, runtime).status for t in first_sent] == [None, None]
+    assert runtime.scans.get(first).state == runtime.scans.get(second).state
+
+
+def test_a_target_whose_entry_is_too_long_to_plan_is_stored_not_reviewed(
+    runtime: Runtime, sent: list[str], tmp_path: Path
+) -> None:
+    inventory_path = _estate_copy(tmp_path)
+    data = json.loads(inventory_path.read_text())
+    policy = {
+        "connectors": {"c%05d" % n: {"method": "NotInternal"} for n in range(6000)}
+    }
+    data["targets"][1]["policy"] = policy
+    inventory_path.write_text(json.dumps(data))
+
+    results = _scan(load_inventory_file(inventory_path), runtime, sent)
+
+    assert [r.target_id for r in results] == ["EDGE-OSLO"]
+    [bergen] = runtime.findings.findings(target="EDGE-BERGEN").rows
+    assert bergen["status"] == "Not_Reviewed"
+    assert "a planned row holds" in bergen["reasons"][0]
+    scan = runtime.scans.get(_scan_id(sent))
+    assert (scan.planned, scan.done, scan.failed, scan.state) == (2, 1, 1, "complete")
