@@ -13,7 +13,7 @@ problem with the file as a whole — unreadable, not JSON, no `targets` list, a 
 top-level policy every target would use — is a UsageError.
 
 Each valid target also gets a `spec`: its entry made self-contained (the policy inlined,
-a file path made absolute), which is what a queue message carries and what `check`
+a file path made absolute), which plan stores in the scan's planned row and `check`
 validates again with `target_from_spec`.
 """
 
@@ -107,7 +107,7 @@ class EntryProblem:
 @dataclass(frozen=True)
 class PlannedTarget:
     target: Target
-    spec: Mapping[str, Any]  # self-contained JSON for the queue message
+    spec: Mapping[str, Any]  # self-contained JSON for the scan's planned row
 
 
 @dataclass(frozen=True)
