@@ -30,6 +30,7 @@ from shared.alerts.notify import AlertRuntime
 from shared.assess import assess
 from shared.collectors import collector_for
 from shared.errors import CollectError, StoreError, TransientCollectError, UsageError
+from shared.findingrows import Sighting
 from shared.inventory import (
     EntryProblem,
     Inventory,
@@ -39,9 +40,10 @@ from shared.inventory import (
 )
 from shared.model import Change, Status
 from shared.queueing import QueueSender, ScanMessage, max_dequeue_count, read_message
+from shared.rowcodec import decode_continuation
 from shared.scans import COMPLETE, DONE, FAILED, ScanBook, spec_columns
 from shared.settings import setting
-from shared.store import FindingStore, Sighting, TableNames, decode_continuation
+from shared.store import FindingStore, TableNames
 
 log = logging.getLogger(__name__)
 

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from shared.account import AccountSettings, StorageAccount
+from shared.findingrows import Sighting
 from shared.model import Finding, Method, Status, Verdict
 from shared.scans import ScanBook
-from shared.store import FindingStore, Sighting, TableNames
+from shared.store import FindingStore, TableNames
 
 
 def table_names(unique: str) -> TableNames:

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from shared.errors import CollectError, StoreError, TransientCollectError, UsageError
+from shared.findingrows import SIGHTING_COLUMNS
 from shared.inventory import Inventory, Target, load_inventory_file
 from shared.model import TARGET_KEY, Status
 from shared.scan import (
@@ -22,7 +23,6 @@ from shared.scan import (
     findings_query,
     plan_scan,
 )
-from shared.store import SIGHTING_COLUMNS
 from tests.conftest import DATA
 from tests.storage_fixtures import environ_for
 

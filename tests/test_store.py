@@ -11,14 +11,10 @@ from azure.data.tables import TableClient
 from shared import keys
 from shared.account import AccountSettings, StorageAccount
 from shared.errors import StoreError, UsageError
+from shared.findingrows import SIGHTING_COLUMNS
 from shared.model import TARGET_KEY, Change, Status
-from shared.store import (
-    SIGHTING_COLUMNS,
-    FindingStore,
-    Outbox,
-    changes_from_json,
-    decode_continuation,
-)
+from shared.rowcodec import changes_from_json, decode_continuation
+from shared.store import FindingStore, Outbox
 from tests.storage_fixtures import (
     finding,
     finding_store,
