@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 from shared.account import AccountSettings, StorageAccount
 from shared.findingrows import Sighting
 from shared.model import Finding, Method, Status, Verdict
 from shared.scans import ScanBook
 from shared.store import FindingStore, TableNames
+from tests.conftest import ROOT
 
 
 def table_names(unique: str) -> TableNames:
@@ -73,4 +78,20 @@ def sighting(scan_id: str, seen_at: str = "2026-11-30T06:00:10Z") -> Sighting:
         seen_at=seen_at,
         evidence_hash="ab" * 32,
         collected_at="2026-11-30T06:00:05Z",
+    )
+
+
+def run_shared(
+    args: list[str], environ: dict[str, str]
+) -> subprocess.CompletedProcess[str]:
+    """`python -m shared ARGS` as a user runs it, with only `environ` and PATH set."""
+    env = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(ROOT), **environ}
+    return subprocess.run(
+        [sys.executable, "-m", "shared", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
     )

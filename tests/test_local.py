@@ -12,26 +12,14 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import DATA, ROOT, running_azurite
-from tests.storage_fixtures import environ_for
+from tests.storage_fixtures import environ_for, run_shared
 
 pytestmark = pytest.mark.azurite
 
 INVENTORY = DATA / "estate" / "inventory.json"
 
 
-def _shared(
-    args: list[str], environ: dict[str, str]
-) -> subprocess.CompletedProcess[str]:
-    env = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(ROOT), **environ}
-    return subprocess.run(
-        [sys.executable, "-m", "shared", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=120,
-    )
+_shared = run_shared
 
 
 @pytest.fixture

@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from tests.alerts.conftest import Receiver
-from tests.conftest import DATA, ROOT
-from tests.storage_fixtures import environ_for
+from tests.conftest import DATA
+from tests.storage_fixtures import environ_for, run_shared
 
 ESTATE = DATA / "estate"
 SECRET = "local-scan-secret"
@@ -32,16 +30,7 @@ def _estate(tmp_path: Path) -> Path:
 
 
 def _scan(inventory: Path, environ: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    env = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(ROOT), **environ}
-    return subprocess.run(
-        [sys.executable, "-m", "shared", "scan", "--targets", str(inventory)],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=120,
-    )
+    return run_shared(["scan", "--targets", str(inventory)], environ)
 
 
 @pytest.fixture
