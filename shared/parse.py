@@ -157,7 +157,7 @@ def _from_agent_document(root: PSObject, source_name: str) -> Snapshot:
     connectors = _send_connectors(_listed(raw_connectors, "sendConnectors"))
     collected_at = root.get_any("collectedAt")
     return Snapshot(
-        target=server.name or _computer_name(connectors, raw_connectors) or source_name,
+        target=server.name or _computer_name(raw_connectors) or source_name,
         send_connectors=connectors,
         server=server,
         collected_at=collected_at if isinstance(collected_at, str) else None,
@@ -171,7 +171,7 @@ def _from_agent_document(root: PSObject, source_name: str) -> Snapshot:
 def _snapshot_of_connectors(raw: list[Any], source_name: str) -> Snapshot:
     connectors = _send_connectors(_listed(raw, "Send connectors"))
     return Snapshot(
-        target=_computer_name(connectors, raw) or source_name,
+        target=_computer_name(raw) or source_name,
         send_connectors=connectors,
         notes=(
             "input is bare Send connector output: accepted domains, transport config "
@@ -208,7 +208,7 @@ def _listed(raw: Any, what: str) -> list[Any]:
     return items
 
 
-def _computer_name(connectors: tuple[SendConnector, ...], raw: Any) -> str | None:
+def _computer_name(raw: Any) -> str | None:
     items = raw if isinstance(raw, list) else [raw]
     for item in items:
         if isinstance(item, PSObject):

@@ -155,7 +155,7 @@ def _unmatched_policy_entries(snapshot: Snapshot, policy: Policy) -> list[str]:
 
 def _judge(connector: SendConnector, context: _Context) -> Finding:
     entry = context.policy.for_connector(connector)
-    base_notes = _connector_notes(connector, context)
+    base_notes = _connector_notes(connector)
 
     def finding(
         status: Status,
@@ -270,7 +270,10 @@ def _judge(connector: SendConnector, context: _Context) -> Finding:
         if entry is not None
         else [Method.DOMAIN_VALIDATION, Method.DOMAIN_SECURE]
     )
-    results = [_judge_path(method, connector, context) for method in methods]
+    documented = entry.tls_domain if entry is not None else None
+    results = [
+        _judge_path(method, connector, context, documented) for method in methods
+    ]
     inferred = (
         []
         if entry is not None
@@ -373,7 +376,7 @@ def _is_edgesync(connector: SendConnector) -> bool:
     return connector.name.lower().startswith(_EDGESYNC_PREFIX)
 
 
-def _connector_notes(connector: SendConnector, context: _Context) -> list[str]:
+def _connector_notes(connector: SendConnector) -> list[str]:
     notes = []
     if connector.enabled is False:
         notes.append(
@@ -393,21 +396,20 @@ def _common_failures(connector: SendConnector) -> list[str]:
 
 
 def _judge_path(
-    method: Method, connector: SendConnector, context: _Context
+    method: Method,
+    connector: SendConnector,
+    context: _Context,
+    documented: Domain | None,
 ) -> _PathResult:
+    """`documented` is the TlsDomain the EDSP names for this connector, if any."""
     if method is Method.DOMAIN_VALIDATION:
-        return _domain_validation(connector, context)
+        return _domain_validation(connector, context, documented)
     return _domain_secure(connector, context)
 
 
-def _documented_tls_domain(
-    connector: SendConnector, context: _Context
-) -> Domain | None:
-    entry = context.policy.for_connector(connector)
-    return entry.tls_domain if entry is not None else None
-
-
-def _domain_validation(connector: SendConnector, context: _Context) -> _PathResult:
+def _domain_validation(
+    connector: SendConnector, context: _Context, documented: Domain | None
+) -> _PathResult:
     result = _PathResult(Method.DOMAIN_VALIDATION, _Outcome.PASSED)
     level = connector.tls_auth_level
     if level is not TlsAuthLevel.DOMAIN_VALIDATION:
@@ -420,7 +422,6 @@ def _domain_validation(connector: SendConnector, context: _Context) -> _PathResu
     result.reasons.extend(_common_failures(connector))
 
     observed = connector.tls_domain
-    documented = _documented_tls_domain(connector, context)
     undecided = False
     if observed is None:
         expected = documented.name if documented else _expected_domains(context)
@@ -615,7 +616,9 @@ def _remediation(
         lines, ds_notes = _domain_secure_fix(identity, connector, context)
         notes.extend(ds_notes)
     else:
-        lines, dv_notes = _domain_validation_fix(identity, connector, context)
+        lines, dv_notes = _domain_validation_fix(
+            identity, connector, context, entry.tls_domain if entry else None
+        )
         notes.extend(dv_notes)
     if lines:
         notes.append(_where_to_run(connector, context))
@@ -631,9 +634,11 @@ def _remediation(
 
 
 def _domain_validation_fix(
-    identity: str, connector: SendConnector, context: _Context
+    identity: str,
+    connector: SendConnector,
+    context: _Context,
+    documented: Domain | None,
 ) -> tuple[list[str], list[str]]:
-    documented = _documented_tls_domain(connector, context)
     if documented is None and any(
         _is_exo_smart_host(h.host, h.is_ip) for h in connector.smart_hosts
     ):
